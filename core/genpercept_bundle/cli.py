@@ -1,0 +1,165 @@
+"""The ``genpercept`` command line: predict maps for photos, prepare model embeddings."""
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from .conventions import NORMAL_CONVENTIONS, colorize_depth, near_bright, normals_to_rgb
+from .errors import GenPerceptError
+from .tasks import TASKS, get_task
+from .writers import FORMATS, SUFFIXES, write_json, write_map, write_png8
+
+DEFAULT_TASKS = ["depth", "normal", "matte"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="genpercept", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    predict = commands.add_parser("predict", help="depth / normal / matte maps for images")
+    predict.add_argument("inputs", nargs="+", help="image files, folders or glob patterns")
+    predict.add_argument("--task", nargs="+", default=DEFAULT_TASKS, metavar="TASK",
+                         help=f"one or more of {', '.join(TASKS)} (default: depth normal matte)")
+    predict.add_argument("--model", default=None,
+                         help="model folder in the GenPercept layout or Hugging Face repo id (default: the embedded model)")
+    predict.add_argument("--out", type=Path, default=Path("out"), help="output folder (default: ./out)")
+    predict.add_argument("--format", choices=FORMATS, default="png16", help="map file format (default: png16)")
+    predict.add_argument("--processing-res", type=int, default=None,
+                         help="longest side the model sees; 0 = native size (default: the model's, 768 for the release)")
+    predict.add_argument("--batch-size", type=int, default=1, help="images per forward pass (same-size images only)")
+    predict.add_argument("--normal-convention", choices=NORMAL_CONVENTIONS, default="opengl",
+                         help="green-channel convention of normal colour encodings (png16 and previews)")
+    predict.add_argument("--raw", action="store_true",
+                         help="write the network's raw [0,1] output instead of the documented convention")
+    predict.add_argument("--no-preview", action="store_true", help="skip the 8-bit preview PNGs")
+    predict.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
+    predict.add_argument("--dtype", default="float32", help="float32 (default) or float16 (GPU only)")
+    predict.add_argument("--vae", default=None, help="use this VAE folder instead of the model's vae/")
+    predict.add_argument("--text-encoder", default=None,
+                         help="folder with text_encoder/ + tokenizer/ to compute the empty-text embedding once")
+    predict.add_argument("--offline", action="store_true", help="never download; use local files only")
+
+    embedding = commands.add_parser("embedding", help="compute and cache a model's empty-text embedding")
+    embedding.add_argument("model", type=Path, help="model folder")
+    source = embedding.add_mutually_exclusive_group(required=True)
+    source.add_argument("--text-encoder", type=Path, help="folder with an SD2-family text_encoder/ + tokenizer/")
+    source.add_argument("--npy", type=Path, help="a padded [77,D] empty_text_embed.npy")
+    source.add_argument("--from-github", action="store_true",
+                        help="download GenPercept's own GenPercept_v1/empty_text_embed.npy (needs internet)")
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "predict":
+            return run_predict(args)
+        return run_embedding(args)
+    except GenPerceptError as error:
+        print(f"genpercept: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("genpercept: interrupted; finished files are kept, none is half-written", file=sys.stderr)
+        return 130
+
+
+def run_predict(args) -> int:
+    from tqdm import tqdm
+
+    from .image_io import list_inputs, load_image
+    from .predictor import GenPerceptPredictor
+
+    tasks = list(dict.fromkeys(get_task(name).name for name in args.task))
+    inputs = list_inputs(args.inputs)
+    _check_unique_stems(inputs)
+    predictor = GenPerceptPredictor.from_pretrained(
+        args.model, tasks, device=args.device, dtype=args.dtype, vae=args.vae,
+        text_encoder=args.text_encoder, allow_download=not args.offline,
+    )
+    failures = 0
+    for path in tqdm(inputs, unit="image", desc="predicting", disable=None):
+        try:
+            rgb = load_image(path)
+        except GenPerceptError as error:
+            tqdm.write(f"genpercept: skipped: {error}", file=sys.stderr)
+            failures += 1
+            continue
+        for task in tasks:
+            prediction = predictor.predict(rgb, task, args.processing_res, args.batch_size)
+            write_outputs(args, path, prediction)
+    if failures:
+        print(f"genpercept: error: {failures} of {len(inputs)} images could not be read", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _check_unique_stems(inputs):
+    seen = {}
+    for path in inputs:
+        if path.stem in seen:
+            raise GenPerceptError(
+                f"{seen[path.stem]} and {path} would write the same output names; rename one or run them into separate --out folders"
+            )
+        seen[path.stem] = path
+
+
+def write_outputs(args, source: Path, prediction) -> list[Path]:
+    """Map, previews and provenance JSON for one image and task."""
+    task, stem, out = prediction.task, source.stem, args.out
+    values = prediction.raw[0] if args.raw else prediction.maps[0]
+    if task == "normal" and not args.raw and args.format == "png16":
+        values = normals_to_rgb(values, args.normal_convention)
+    written = [write_map(out / f"{stem}_{task}{SUFFIXES[args.format]}", values, args.format)]
+    meta = {"source": str(source), **prediction.provenance,
+            "file_values": "raw network output in [0,1]" if args.raw else _file_values(task, args)}
+    if not args.no_preview:
+        written += _write_previews(out, stem, prediction, args.normal_convention, meta)
+    meta["files"] = [p.name for p in written]
+    written.append(write_json(out / f"{stem}_{task}.json", meta))
+    return written
+
+
+def _file_values(task: str, args) -> str:
+    if task == "normal":
+        if args.format == "png16":
+            return f"(n + 1) / 2 per channel, R = +X right, G = +Y {'down (DirectX)' if args.normal_convention == 'directx' else 'up (OpenGL)'}, B = +Z toward viewer"
+        return "unit normals [H,W,3], camera space: +X right, +Y up, +Z toward the viewer"
+    return get_task(task).meaning
+
+
+def _write_previews(out: Path, stem: str, prediction, convention: str, meta: dict) -> list[Path]:
+    task, maps = prediction.task, prediction.maps[0]
+    if task == "depth":
+        return [
+            write_png8(out / f"{stem}_depth_preview.png", colorize_depth(maps), meta),
+            write_png8(out / f"{stem}_depth_controlnet.png", _to_uint8(near_bright(maps)), meta),
+        ]
+    if task == "normal":
+        return [write_png8(out / f"{stem}_normal_preview.png", _to_uint8(normals_to_rgb(maps, convention)), meta)]
+    return [write_png8(out / f"{stem}_{task}_preview.png", _to_uint8(maps), meta)]
+
+
+def _to_uint8(values: np.ndarray) -> np.ndarray:
+    return np.round(np.clip(values, 0.0, 1.0) * 255.0).astype(np.uint8)
+
+
+def run_embedding(args) -> int:
+    from .text_embedding import (download_official_npy, embeddings_from_npy, embeddings_from_text_encoder,
+                                 save_embedding_cache)
+
+    if not args.model.is_dir():
+        raise GenPerceptError(f"{args.model} is not a folder")
+    if args.text_encoder:
+        embeddings = embeddings_from_text_encoder(args.text_encoder)
+    else:
+        npy = args.npy or download_official_npy(args.model / "empty_text_embed.npy")
+        embeddings = embeddings_from_npy(npy)
+    target = save_embedding_cache(args.model, embeddings)
+    print(f"wrote {target} (v2 {list(embeddings['v2'].shape)}, v1 {list(embeddings['v1'].shape)})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

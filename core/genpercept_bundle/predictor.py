@@ -1,0 +1,205 @@
+"""The one-step GenPercept perceiver: RGB -> VAE latent -> -UNet(z, t=1, empty text) -> decode."""
+
+import platform
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from diffusers import AutoencoderKL, UNet2DConditionModel
+
+from . import __version__
+from .checkpoint import ModelFolder, file_sha256, load_model, open_model_folder
+from .conventions import normals_from_raw
+from .errors import GenPerceptError
+from .processing import finish_prediction, normalise_rgb, resize_rgb
+from .tasks import Task, get_task
+from .text_embedding import resolve_embedding
+
+DTYPES = {"float32": torch.float32, "fp32": torch.float32, "float16": torch.float16, "fp16": torch.float16,
+          "bfloat16": torch.bfloat16, "bf16": torch.bfloat16}
+
+
+def pick_device(device: str = "auto") -> torch.device:
+    if device == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        return torch.device(device)
+    except RuntimeError as exc:
+        raise GenPerceptError(f"unknown device {device!r}: use auto, cpu, cuda, cuda:N or mps") from exc
+
+
+def pick_dtype(dtype, device: torch.device) -> torch.dtype:
+    if isinstance(dtype, str):
+        if dtype not in DTYPES:
+            raise GenPerceptError(f"unknown dtype {dtype!r}: use float32, float16 or bfloat16")
+        dtype = DTYPES[dtype]
+    if dtype == torch.float16 and device.type == "cpu":
+        raise GenPerceptError("float16 needs a GPU (cuda or mps); on the CPU use float32")
+    return dtype
+
+
+def as_rgb_batch(images) -> torch.Tensor:
+    """uint8 RGB as [H,W,3] / [B,H,W,3] numpy, [B,3,H,W] torch, or a list of same-size [H,W,3] -> uint8 [B,3,H,W]."""
+    if isinstance(images, (list, tuple)):
+        if not images:
+            raise GenPerceptError("no images given")
+        if len({np.asarray(i).shape for i in images}) != 1:
+            raise GenPerceptError("images in one batch must share a size; predict them one by one")
+        images = np.stack([np.asarray(i) for i in images])
+    if isinstance(images, np.ndarray) and images.ndim in (3, 4):
+        images = torch.from_numpy(images[None] if images.ndim == 3 else images).permute(0, 3, 1, 2)
+    if not isinstance(images, torch.Tensor) or images.ndim != 4 or images.shape[1] != 3:
+        shape = list(images.shape) if hasattr(images, "shape") else type(images).__name__
+        raise GenPerceptError(f"expected RGB images as [B,3,H,W] uint8 (or [H,W,3] arrays), got {shape}")
+    if images.dtype != torch.uint8:
+        raise GenPerceptError(f"expected uint8 RGB values 0-255, got {images.dtype}; convert with (x * 255).round()")
+    if images.shape[0] == 0:
+        raise GenPerceptError("the image batch is empty")
+    return images.contiguous()
+
+
+@dataclass
+class Prediction:
+    """One task's output for a batch.
+
+    ``raw``: float32 in [0,1], [B,H,W] (scalar tasks) or [B,H,W,3], exactly the
+    reference pipeline's output. ``maps``: the same in the documented
+    convention (unit vectors for normals; identical to ``raw`` otherwise).
+    """
+
+    task: str
+    raw: np.ndarray
+    provenance: dict = field(default_factory=dict)
+
+    @property
+    def maps(self) -> np.ndarray:
+        return normals_from_raw(self.raw) if self.task == "normal" else self.raw
+
+
+class GenPerceptPredictor:
+    """Loads a model folder once and predicts any of its tasks.
+
+    >>> predictor = GenPerceptPredictor.from_pretrained(None, tasks=["depth"])  # embedded default
+    >>> depth = predictor.predict(rgb_uint8_hw3, task="depth").maps[0]         # [H,W], 0 = near
+    """
+
+    def __init__(self, model: ModelFolder, device="auto", dtype="float32", vae=None, text_encoder=None):
+        self.model = model
+        self.device = pick_device(device)
+        self.dtype = pick_dtype(dtype, self.device)
+        self.vae_folder = Path(vae) if vae else model.path / "vae"
+        self.text_encoder = text_encoder
+        self.vae = load_model(AutoencoderKL, self.vae_folder, self.dtype, self.device)
+        self._tasks: dict[str, tuple[UNet2DConditionModel, torch.Tensor, dict]] = {}
+        self._hashes: dict[Path, str] = {}
+
+    @classmethod
+    def from_pretrained(cls, model=None, tasks=("depth",), device="auto", dtype="float32", vae=None,
+                        text_encoder=None, allow_download=True):
+        """``model``: a folder in the released layout, a hub repo id, or None for the embedded default."""
+        wanted = [get_task(t) for t in tasks]
+        predictor = cls(open_model_folder(model, wanted, allow_download), device, dtype, vae, text_encoder)
+        for task in wanted:
+            predictor.load_task(task.name)
+        return predictor
+
+    @property
+    def default_processing_resolution(self) -> int:
+        return int(self.model.settings["default_processing_resolution"])
+
+    @property
+    def tasks(self) -> list[str]:
+        from .tasks import TASKS
+
+        return self.model.available_tasks(TASKS.values())
+
+    def load_task(self, name: str):
+        """Load (once) the UNet and empty-text embedding of a task."""
+        task = get_task(name)
+        if task.name not in self._tasks:
+            folder = self.model.unet_folder(task)
+            unet = load_model(UNet2DConditionModel, folder, self.dtype, self.device)
+            kind = self.model.embedding_kind(task)
+            embedding, origin = resolve_embedding(self.model.path, kind, unet.config.cross_attention_dim, self.text_encoder)
+            info = {"unet": folder.name, "embedding": f"{kind} {list(embedding.shape)} from {origin}"}
+            self._tasks[task.name] = (unet, embedding.to(self.device, self.dtype), info)
+        return self._tasks[task.name]
+
+    def _hash(self, folder: Path) -> str:
+        if folder not in self._hashes:
+            self._hashes[folder] = file_sha256(folder)
+        return self._hashes[folder]
+
+    @torch.inference_mode()
+    def predict(self, images, task="depth", processing_res=None, batch_size=1, on_progress=None) -> Prediction:
+        """Predict ``task`` for uint8 RGB ``images`` (see ``as_rgb_batch``), ``batch_size`` at a time.
+
+        ``processing_res``: longest side the model sees (None: the model's default,
+        768 for the release; 0: native size). Outputs are always at the input size.
+        ``on_progress(done, total)`` is called after each chunk; raising in it stops the run.
+        """
+        # 1. Check inputs
+        task = get_task(task)
+        rgb = as_rgb_batch(images)  # [B,3,H,W] uint8
+        if processing_res is None:
+            processing_res = self.default_processing_resolution
+        if batch_size < 1:
+            raise GenPerceptError(f"batch size must be at least 1, got {batch_size}")
+        unet, embedding, info = self.load_task(task.name)
+
+        # 2. Run chunk by chunk
+        outputs = []
+        for start in range(0, rgb.shape[0], batch_size):
+            chunk = rgb[start:start + batch_size]
+            outputs.append(self._predict_chunk(chunk, task, processing_res, unet, embedding).cpu())
+            if on_progress is not None:
+                on_progress(min(start + batch_size, rgb.shape[0]), rgb.shape[0])
+        prediction = torch.cat(outputs)  # [B,C,H,W] in [0,1]
+
+        raw = prediction[:, 0] if task.channels == 1 else prediction.permute(0, 2, 3, 1)
+        return Prediction(task.name, raw.numpy().astype(np.float32), self._provenance(task, processing_res, info))
+
+    def _predict_chunk(self, rgb, task: Task, processing_res, unet, embedding) -> torch.Tensor:
+        input_size = tuple(rgb.shape[-2:])
+        # 1. Preprocess: uint8 resize, then [-1, 1]
+        resized = resize_rgb(rgb, processing_res)  # [b,3,h,w] uint8
+        image = normalise_rgb(resized, self.dtype).to(self.device)  # [b,3,h,w]
+        # 2. Encode with the posterior mean
+        scale = self.vae.config.scaling_factor
+        rgb_latent = self.vae.encode(image).latent_dist.mode() * scale  # [b,4,h/8,w/8]
+        # 3. One UNet pass; the target latent is minus its output (v-prediction with all betas = 1)
+        timestep = torch.tensor([int(self.model.settings["timestep"])], device=self.device, dtype=torch.long)
+        conditioning = embedding.expand(rgb_latent.shape[0], -1, -1)  # [b,N,D]
+        target_latent = -unet(rgb_latent, timestep, encoder_hidden_states=conditioning).sample  # [b,4,h/8,w/8]
+        # 4. Decode and finish at the input size
+        decoded = self.vae.decode(target_latent / scale).sample  # [b,3,h',w']
+        return finish_prediction(decoded, task.channels, input_size)  # [b,C,H,W]
+
+    def _provenance(self, task: Task, processing_res: int, info: dict) -> dict:
+        import diffusers
+
+        unet_folder = self.model.unet_folder(task)
+        unet = self._tasks[task.name][0]
+        return {
+            "task": task.name,
+            "meaning": task.meaning,
+            "model": self.model.source,
+            "unet": info["unet"],
+            "unet_sha256": self._hash(unet_folder),
+            "vae": str(self.vae_folder) if self.vae_folder != self.model.path / "vae" else "vae",
+            "vae_sha256": self._hash(self.vae_folder),
+            "embedding": info["embedding"],
+            "processing_res": processing_res,
+            "resample": "bilinear antialias (uint8 in, float out)",
+            "timestep": int(self.model.settings["timestep"]),
+            "dtype": str(self.dtype).removeprefix("torch."),
+            "device": str(self.device),
+            "attention": type(next(iter(unet.attn_processors.values()), None)).__name__,
+            "versions": {"genpercept_bundle": __version__, "torch": torch.__version__,
+                         "diffusers": diffusers.__version__, "python": platform.python_version()},
+        }
