@@ -48,15 +48,71 @@ def build_parser() -> argparse.ArgumentParser:
     source.add_argument("--npy", type=Path, help="a padded [77,D] empty_text_embed.npy")
     source.add_argument("--from-github", action="store_true",
                         help="download GenPercept's own GenPercept_v1/empty_text_embed.npy (needs internet)")
+    _add_training_commands(commands)
     return parser
+
+
+def _add_training_commands(commands):
+    data = commands.add_parser("make-data", help="render the synthetic training/test dataset")
+    data.add_argument("out", type=Path)
+    data.add_argument("--train", type=int, default=2400, help="training scenes")
+    data.add_argument("--test", type=int, default=120, help="held-out test scenes")
+    data.add_argument("--size", default="256x192", help="WIDTHxHEIGHT")
+    data.add_argument("--seed", type=int, default=0)
+    data.add_argument("--workers", type=int, default=2)
+
+    def training_options(command, steps, lr):
+        command.add_argument("dataset", type=Path, help="dataset folder (see 'Dataset layout' in the README)")
+        command.add_argument("--out", type=Path, required=True, help="run / model folder")
+        command.add_argument("--steps", type=int, default=steps)
+        command.add_argument("--batch-size", type=int, default=8)
+        command.add_argument("--grad-accumulation", type=int, default=1)
+        command.add_argument("--lr", type=float, default=lr)
+        command.add_argument("--warmup", type=int, default=100)
+        command.add_argument("--size", default="192x144", help="training WIDTHxHEIGHT")
+        command.add_argument("--checkpoint-every", type=int, default=200)
+        command.add_argument("--device", default="cpu")
+        command.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"],
+                             help="autocast dtype of the forward pass")
+        command.add_argument("--seed", type=int, default=2024)
+        command.add_argument("--no-resume", action="store_true", help="start over even if a checkpoint exists")
+
+    vae = commands.add_parser("train-vae", help="train a VAE from scratch (reconstruction of photos and maps)")
+    training_options(vae, 600, 1e-3)
+    unet = commands.add_parser("train", help="train or fine-tune a task UNet with GenPercept's recipe")
+    training_options(unet, 30000, 3e-5)
+    unet.add_argument("--task", required=True, help="depth, normal or matte")
+    unet.add_argument("--vae", type=Path, required=True, help="frozen VAE folder (e.g. MODEL/vae)")
+    unet.add_argument("--init", type=Path, default=None,
+                      help="UNet folder to fine-tune (e.g. a GenPercept unet_depth_v2); default: the small config from scratch")
+    unet.add_argument("--embedding-model", type=Path, default=None,
+                      help="model folder holding the empty-text embedding (default: the VAE's parent)")
+    unet.add_argument("--lora-rank", type=int, default=0, help="train LoRA adapters of this rank instead of all weights")
+
+    evaluate = commands.add_parser("eval", help="score a model on a dataset folder")
+    evaluate.add_argument("dataset", type=Path)
+    evaluate.add_argument("--model", default=None, help="model folder or hub id (default: the embedded model)")
+    evaluate.add_argument("--split", default="test")
+    evaluate.add_argument("--task", nargs="+", default=DEFAULT_TASKS)
+    evaluate.add_argument("--processing-res", type=int, default=None)
+    evaluate.add_argument("--limit", type=int, default=None, help="first N samples only")
+    evaluate.add_argument("--baselines", action="store_true", help="also score constant and vertical-gradient depth")
+    evaluate.add_argument("--json", type=Path, default=None, help="write the results here")
+    evaluate.add_argument("--device", default="auto")
+
+    default = commands.add_parser("train-default", help="reproduce the embedded default model (data, VAE, UNets, export)")
+    default.add_argument("--workdir", type=Path, default=Path("training_runs/default"))
+    default.add_argument("--export-to", type=Path, default=None, help="default: the package's default_model/")
+    default.add_argument("--workers", type=int, default=2)
+    default.add_argument("--scale", type=float, default=1.0, help="< 1 shortens every stage (smoke runs)")
 
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        if args.command == "predict":
-            return run_predict(args)
-        return run_embedding(args)
+        runner = {"predict": run_predict, "embedding": run_embedding, "make-data": run_make_data,
+                  "train-vae": run_train, "train": run_train, "eval": run_eval, "train-default": run_train_default}
+        return runner[args.command](args)
     except GenPerceptError as error:
         print(f"genpercept: error: {error}", file=sys.stderr)
         return 2
@@ -158,6 +214,62 @@ def run_embedding(args) -> int:
         embeddings = embeddings_from_npy(npy)
     target = save_embedding_cache(args.model, embeddings)
     print(f"wrote {target} (v2 {list(embeddings['v2'].shape)}, v1 {list(embeddings['v1'].shape)})")
+    return 0
+
+
+def _size(text: str) -> tuple[int, int]:
+    try:
+        width, height = (int(v) for v in text.lower().split("x"))
+        return width, height
+    except ValueError as exc:
+        raise GenPerceptError(f"size {text!r} must look like WIDTHxHEIGHT, e.g. 192x144") from exc
+
+
+def run_make_data(args) -> int:
+    from .dataset import generate_dataset
+
+    generate_dataset(args.out, {"train": args.train, "test": args.test}, args.seed, _size(args.size), args.workers)
+    print(f"wrote {args.out}")
+    return 0
+
+
+def run_train(args) -> int:
+    from .training import TrainConfig, train_unet, train_vae
+
+    width, height = _size(args.size)
+    config = TrainConfig(steps=args.steps, batch_size=args.batch_size, grad_accumulation=args.grad_accumulation,
+                         lr=args.lr, warmup=args.warmup, width=width, height=height, seed=args.seed,
+                         checkpoint_every=args.checkpoint_every, device=args.device, dtype=args.dtype,
+                         lora_rank=getattr(args, "lora_rank", 0))
+    if args.command == "train-vae":
+        result = train_vae(args.dataset, args.out, config, resume=not args.no_resume)
+    else:
+        result = train_unet(args.dataset, args.task, args.vae, args.out, config, init_unet=args.init,
+                            embedding_model=args.embedding_model, resume=not args.no_resume)
+    print(f"wrote {result}")
+    return 0
+
+
+def run_eval(args) -> int:
+    from .evaluation import evaluate, format_table
+    from .predictor import GenPerceptPredictor
+
+    tasks = [get_task(t).name for t in args.task]
+    predictor = GenPerceptPredictor.from_pretrained(args.model, tasks, device=args.device)
+    results = evaluate(predictor, args.dataset, args.split, tasks, args.processing_res, args.limit, args.baselines)
+    print(format_table(results))
+    if args.json:
+        write_json(args.json, {"dataset": str(args.dataset), "split": args.split, "model": args.model or "default",
+                               "processing_res": args.processing_res or predictor.default_processing_resolution,
+                               "results": results})
+    return 0
+
+
+def run_train_default(args) -> int:
+    from .default_model import build_default_model
+
+    kwargs = {"export_to": args.export_to} if args.export_to else {}
+    print(f"wrote {build_default_model(args.workdir, workers=args.workers, scale=args.scale, **kwargs)}")
     return 0
 
 

@@ -1,0 +1,166 @@
+"""The on-disk dataset layout that the generator writes and the trainer and evaluator read.
+
+::
+
+    DATASET/
+      dataset.json            {"format": "genpercept-dataset", "version": 1,
+                               "depth_scale": 1000, "zero_depth": "invalid" | "sky"}
+      <split>/                e.g. train/, test/ (any name)
+        <id>_rgb.png          8-bit RGB photo (jpg also accepted)
+        <id>_depth.png        16-bit depth, metres = value / depth_scale; 0 = invalid (or sky, see zero_depth)
+        <id>_normal.png       16-bit RGB, (n + 1) / 2 per channel, camera space +X right, +Y up, +Z toward
+                              the viewer (OpenGL); black (0, 0, 0) = invalid
+        <id>_alpha.png        8- or 16-bit alpha matte, 1 = foreground
+        <id>_camera.json      {"fx", "fy", "cx", "cy"} in pixels
+
+Every ground-truth file is optional per sample: a depth-only set is fine for
+depth training and evaluation. User data in this layout works everywhere ours does.
+"""
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from .errors import GenPerceptError
+from .image_io import load_image
+from .writers import atomic_path, write_json
+
+FORMAT = {"format": "genpercept-dataset", "version": 1, "depth_scale": 1000, "zero_depth": "invalid"}
+
+
+@dataclass
+class Sample:
+    id: str
+    rgb: np.ndarray  # uint8 [H,W,3]
+    depth: np.ndarray | None = None  # float32 metres [H,W], 0 = invalid
+    sky: np.ndarray | None = None  # bool [H,W]: zero depth that means "far"
+    normal: np.ndarray | None = None  # float32 [H,W,3] unit vectors, zero = invalid
+    alpha: np.ndarray | None = None  # float32 [H,W] in [0,1]
+    intrinsics: dict | None = None
+
+
+def read_settings(root: Path) -> dict:
+    settings_file = Path(root) / "dataset.json"
+    if not settings_file.is_file():
+        raise GenPerceptError(f"{root} is not a dataset folder: it has no dataset.json (see the dataset layout in the README)")
+    settings = {**FORMAT, **json.loads(settings_file.read_text())}
+    if settings["format"] != FORMAT["format"]:
+        raise GenPerceptError(f"{settings_file} is not a genpercept-dataset description")
+    return settings
+
+
+def sample_ids(root: Path, split: str) -> list[str]:
+    folder = Path(root) / split
+    if not folder.is_dir():
+        raise GenPerceptError(f"dataset {root} has no split folder {split!r}")
+    ids = sorted({p.name.rsplit("_rgb", 1)[0] for p in folder.glob("*_rgb.*")})
+    if not ids:
+        raise GenPerceptError(f"{folder} holds no <id>_rgb.png images")
+    return ids
+
+
+def read_sample(root: Path, split: str, sample_id: str, settings: dict | None = None) -> Sample:
+    settings = settings or read_settings(root)
+    folder = Path(root) / split
+    rgb_file = next(folder.glob(f"{sample_id}_rgb.*"))
+    sample = Sample(sample_id, load_image(rgb_file))
+    depth_file = folder / f"{sample_id}_depth.png"
+    if depth_file.is_file():
+        raw = _read_png16(depth_file)
+        sample.depth = raw.astype(np.float32) / float(settings["depth_scale"])
+        sample.sky = (raw == 0) if settings["zero_depth"] == "sky" else np.zeros(raw.shape, bool)
+    normal_file = folder / f"{sample_id}_normal.png"
+    if normal_file.is_file():
+        encoded = _read_png16(normal_file)[..., ::-1].astype(np.float32)  # OpenCV reads BGR
+        valid = encoded.sum(axis=-1) > 0
+        vectors = encoded / 65535.0 * 2.0 - 1.0
+        vectors /= np.linalg.norm(vectors, axis=-1, keepdims=True) + 1e-8
+        sample.normal = np.where(valid[..., None], vectors, 0.0).astype(np.float32)
+    alpha_file = folder / f"{sample_id}_alpha.png"
+    if alpha_file.is_file():
+        alpha = cv2.imread(str(alpha_file), cv2.IMREAD_UNCHANGED)
+        if alpha.ndim == 3:
+            alpha = alpha[..., 0]
+        sample.alpha = alpha.astype(np.float32) / (65535.0 if alpha.dtype == np.uint16 else 255.0)
+    camera_file = folder / f"{sample_id}_camera.json"
+    if camera_file.is_file():
+        sample.intrinsics = json.loads(camera_file.read_text())
+    return sample
+
+
+def _read_png16(path: Path) -> np.ndarray:
+    data = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if data is None or data.dtype != np.uint16:
+        raise GenPerceptError(f"{path} must be a 16-bit PNG")
+    return data
+
+
+def write_sample(root: Path, split: str, sample: Sample, settings: dict = FORMAT):
+    """Write one sample in the layout above (each file atomically)."""
+    folder = Path(root) / split
+    folder.mkdir(parents=True, exist_ok=True)
+    stem = folder / sample.id
+    _imwrite(f"{stem}_rgb.png", sample.rgb[..., ::-1])
+    if sample.depth is not None:
+        scaled = np.round(sample.depth * settings["depth_scale"])
+        _imwrite(f"{stem}_depth.png", np.clip(scaled, 0, 65535).astype(np.uint16))
+    if sample.normal is not None:
+        valid = np.linalg.norm(sample.normal, axis=-1) > 0.5
+        encoded = np.round((sample.normal + 1.0) / 2.0 * 65535.0).astype(np.uint16)
+        encoded = np.maximum(encoded, 1)  # keep black (0,0,0) free to mean "invalid"
+        _imwrite(f"{stem}_normal.png", np.where(valid[..., None], encoded, 0).astype(np.uint16)[..., ::-1])
+    if sample.alpha is not None:
+        _imwrite(f"{stem}_alpha.png", np.round(np.clip(sample.alpha, 0, 1) * 65535.0).astype(np.uint16))
+    if sample.intrinsics is not None:
+        write_json(Path(f"{stem}_camera.json"), {k: float(v) for k, v in sample.intrinsics.items()})
+
+
+def _imwrite(path: str, data: np.ndarray):
+    with atomic_path(Path(path)) as temp:
+        if not cv2.imwrite(str(temp), np.ascontiguousarray(data)):
+            raise GenPerceptError(f"could not write {path}")
+
+
+def _render_one(job):
+    from .synthetic import random_scene, render
+
+    root, split, seed, width, height = job
+    frame = render(random_scene(seed), height=height, width=width)
+    sample = Sample(f"{seed:06d}", frame["rgb"], frame["depth"], normal=frame["normal"], alpha=frame["alpha"],
+                    intrinsics=frame["intrinsics"])
+    write_sample(root, split, sample, SYNTHETIC_FORMAT)
+    return seed
+
+
+SYNTHETIC_FORMAT = {**FORMAT, "zero_depth": "sky", "generator": "genpercept_bundle.synthetic"}
+
+
+def generate_dataset(root: Path, splits: dict[str, int], seed: int = 0, size=(256, 192), workers: int = 1):
+    """Render ``splits`` ({"train": 2000, "test": 100}) with disjoint seeds; resumable (existing samples are kept)."""
+    from multiprocessing import get_context
+
+    from tqdm import tqdm
+
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    write_json(root / "dataset.json", {**SYNTHETIC_FORMAT, "seed": seed, "splits": splits, "size": list(size)})
+    jobs, offset = [], seed * 1_000_000
+    for split, count in splits.items():
+        for index in range(count):
+            sample_seed = offset + index
+            if not (root / split / f"{sample_seed:06d}_rgb.png").is_file():
+                jobs.append((root, split, sample_seed, *size))
+        offset += count
+    with tqdm(total=len(jobs), unit="scene", desc="rendering", disable=None) as progress:
+        if workers > 1:
+            with get_context("spawn").Pool(workers) as pool:
+                for _ in pool.imap_unordered(_render_one, jobs, chunksize=4):
+                    progress.update()
+        else:
+            for job in jobs:
+                _render_one(job)
+                progress.update()
+    return root

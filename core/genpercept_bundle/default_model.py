@@ -1,0 +1,83 @@
+"""The recipe of the embedded default model: ``genpercept train-default`` runs it end to end.
+
+1. render the synthetic dataset (train / test splits);
+2. train the small VAE on photos and maps (reconstruction);
+3. fix the empty-text embedding (a seeded random [1,2,64] constant: the small
+   model has no text encoder; the UNet learns around it);
+4. train the depth, normal and matte UNets with GenPercept's recipe;
+5. export to ``default_model/`` in the released layout, weights in fp16 (as the
+   release's VAE), with ``genpercept_bundle.json`` holding the settings.
+
+Every stage is resumable: rerunning the command continues where it stopped.
+"""
+
+import json
+import shutil
+from dataclasses import asdict, replace
+from pathlib import Path
+
+import torch
+from diffusers import AutoencoderKL, UNet2DConditionModel
+
+from .architectures import SMALL_UNET
+from .checkpoint import DEFAULT_MODEL_DIR, SETTINGS_NAME, load_model, save_model
+from .dataset import generate_dataset
+from .tasks import get_task
+from .text_embedding import CACHE_NAME, load_cached_embeddings, save_embedding_cache
+from .training import TrainConfig, train_unet, train_vae
+
+TASKS = ("depth", "normal", "matte")
+RECIPE = {
+    "data": {"train": 2400, "test": 120, "size": (256, 192), "seed": 0},
+    "vae": TrainConfig(steps=600, batch_size=8, lr=1e-3, warmup=50),
+    "unet": TrainConfig(steps=900, batch_size=8, lr=1e-3, warmup=50),
+    "processing_resolution": 192,
+}
+
+
+def build_default_model(workdir: Path, export_to: Path = DEFAULT_MODEL_DIR, workers: int = 2, scale: float = 1.0,
+                        log=print) -> Path:
+    """Run the whole recipe in ``workdir``; ``scale`` < 1 shortens every stage (for smoke tests)."""
+    workdir = Path(workdir)
+    data_recipe = RECIPE["data"]
+    splits = {s: max(4, int(data_recipe[s] * scale)) for s in ("train", "test")}
+    data = generate_dataset(workdir / "data", splits, data_recipe["seed"], data_recipe["size"], workers)
+    model = workdir / "model"
+
+    def scaled(config):
+        return replace(config, steps=max(2, int(config.steps * scale)), warmup=max(1, int(config.warmup * scale)))
+
+    if not (model / "vae").is_dir():
+        train_vae(data, model, scaled(RECIPE["vae"]), log=log)
+    if "v2" not in load_cached_embeddings(model):
+        generator = torch.Generator().manual_seed(2024)
+        save_embedding_cache(model, {"v2": torch.randn(1, 2, SMALL_UNET["cross_attention_dim"], generator=generator)})
+    for task in TASKS:
+        if not (model / get_task(task).unet_folders[0]).is_dir():
+            train_unet(data, task, model / "vae", model, scaled(RECIPE["unet"]), log=log)
+    settings = {"default_processing_resolution": RECIPE["processing_resolution"], "timestep": 1,
+                "recipe": {"data": {**data_recipe, **splits}, "vae": asdict(scaled(RECIPE["vae"])),
+                           "unet": asdict(scaled(RECIPE["unet"]))}}
+    (model / SETTINGS_NAME).write_text(json.dumps(settings, indent=2))
+    return export_model(model, export_to)
+
+
+def export_model(model: Path, target: Path) -> Path:
+    """Copy a trained model folder to ``target`` in the released layout with fp16 weights."""
+    target = Path(target)
+    staging = target.with_name(target.name + ".staging")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    save_model(load_model(AutoencoderKL, model / "vae", torch.float32, "cpu"), staging / "vae", torch.float16)
+    for task in TASKS:
+        folder = get_task(task).unet_folders[0]
+        unet = load_model(UNet2DConditionModel, model / folder, torch.float32, "cpu")
+        save_model(unet, staging / folder, torch.float16)
+    for name in (CACHE_NAME, SETTINGS_NAME):
+        shutil.copy(model / name, staging / name)
+    (staging / "model_index.json").write_text(json.dumps(
+        {"_class_name": "GenPerceptPipeline", "unet": ["diffusers", "UNet2DConditionModel"],
+         "vae": ["diffusers", "AutoencoderKL"]}, indent=2))
+    shutil.rmtree(target, ignore_errors=True)
+    staging.rename(target)
+    return target

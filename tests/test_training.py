@@ -1,0 +1,80 @@
+"""Few-step training on generated data: the loss goes down, checkpoints resume, LoRA merges."""
+
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from genpercept_bundle import GenPerceptPredictor, get_task
+from genpercept_bundle.architectures import write_random_checkpoint
+from genpercept_bundle.dataset import generate_dataset
+from genpercept_bundle.training import TrainConfig, train_unet, train_vae
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    return generate_dataset(tmp_path_factory.mktemp("data"), {"train": 6, "test": 2}, seed=5, size=(64, 48))
+
+
+@pytest.fixture(scope="module")
+def base_model(tmp_path_factory, data):
+    """A tiny VAE trained briefly on the data, plus an embedding, to train UNets against (the VAE stays frozen)."""
+    model = write_random_checkpoint(tmp_path_factory.mktemp("base") / "model", tasks=[])
+    train_vae(data, model, small_config(steps=150, batch_size=8), architecture="tiny", log=lambda _: None)
+    return model
+
+
+def small_config(**overrides):
+    return TrainConfig(**{"steps": 40, "batch_size": 4, "lr": 5e-3, "warmup": 2, "width": 64, "height": 48,
+                          "checkpoint_every": 20, **overrides})
+
+
+def history(run, task):
+    return json.loads((run / "checkpoint" / task / "state.json").read_text())["history"]
+
+
+@pytest.mark.parametrize("task", ["depth", "normal", "matte"])
+def test_unet_loss_decreases_and_result_loads(data, base_model, tmp_path, task):
+    run = tmp_path / "run"
+    result = train_unet(data, task, base_model / "vae", run, small_config(), architecture="tiny", log=lambda _: None)
+    losses = history(run, task)
+    assert len(losses) == 40
+    assert sum(losses[-8:]) / 8 < 0.9 * sum(losses[:8]) / 8
+    # the result is a released-layout UNet folder our predictor loads next to the VAE
+    for item in ("vae", "empty_text_embed.safetensors"):
+        (run / item).symlink_to(base_model / item)
+    predictor = GenPerceptPredictor.from_pretrained(run, tasks=[task], device="cpu")
+    assert predictor.model.unet_folder(get_task(task)) == result
+    assert predictor.predict(torch.zeros(1, 3, 48, 64, dtype=torch.uint8), task, 64).raw.shape[:3] == (1, 48, 64)
+
+
+def test_resume_continues_from_the_checkpoint(data, base_model, tmp_path):
+    run = tmp_path / "run"
+    messages = []
+    train_unet(data, "matte", base_model / "vae", run, small_config(steps=20), architecture="tiny", log=messages.append)
+    first = load_file(run / "checkpoint" / "matte" / "state.safetensors")
+    train_unet(data, "matte", base_model / "vae", run, small_config(steps=30), architecture="tiny", log=messages.append)
+    assert any("resumed at step 20" in m for m in messages)
+    assert len(history(run, "matte")) == 30
+    second = load_file(run / "checkpoint" / "matte" / "state.safetensors")
+    assert first.keys() == second.keys()
+    assert not torch.equal(first["model.conv_in.weight"], second["model.conv_in.weight"])
+
+
+def test_lora_trains_attention_only_and_merges(data, base_model, tmp_path):
+    run = tmp_path / "run"
+    init = write_random_checkpoint(tmp_path / "init", tasks=["depth"], embedding=False) / "unet_depth_v2"
+    result = train_unet(data, "depth", base_model / "vae", run, small_config(steps=6, lora_rank=4, lr=1e-2),
+                        init_unet=init, embedding_model=base_model, log=lambda _: None)
+    before, after = load_file(init / "diffusion_pytorch_model.safetensors"), load_file(result / "diffusion_pytorch_model.safetensors")
+    assert before.keys() == after.keys()  # merged back: the released layout, no adapter keys
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    assert changed and all(any(p in k for p in ("to_q", "to_k", "to_v", "to_out.0")) for k in changed)
+
+
+def test_vae_training_fits_a_scaling_factor(data, tmp_path):
+    result = train_vae(data, tmp_path / "run", small_config(steps=4), architecture="tiny", log=lambda _: None)
+    config = json.loads((result / "config.json").read_text())
+    assert config["scaling_factor"] != 0.18215 and config["scaling_factor"] > 0
+    assert len(history(tmp_path / "run", "vae")) == 4
