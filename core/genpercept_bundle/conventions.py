@@ -48,3 +48,32 @@ def colorize_depth(depth: np.ndarray) -> np.ndarray:
 
     grey = np.round(np.clip(near_bright(depth), 0.0, 1.0) * 255.0).astype(np.uint8)
     return cv2.applyColorMap(grey, cv2.COLORMAP_TURBO)[..., ::-1].copy()
+
+
+DEPTH_NORMALISATIONS = ("none", "per_image", "sequence")
+
+
+def normalise_depth_batch(depth: np.ndarray, mode: str) -> np.ndarray:
+    """Stretch a batch of depth maps [B,H,W] to [0, 1] for display or conditioning.
+
+    - ``none``: the model's own values (already relative, in [0, 1]);
+    - ``per_image``: min-max of each map (full contrast, but frames of a video flicker);
+    - ``sequence``: each frame aligned to the previous one by a least-squares scale and
+      shift, then one min-max over the whole batch, so a video keeps a steady depth scale.
+    """
+    if mode not in DEPTH_NORMALISATIONS:
+        raise ValueError(f"depth normalisation must be one of {DEPTH_NORMALISATIONS}, got {mode!r}")
+    depth = depth.astype(np.float32)
+    if mode == "none":
+        return depth
+    if mode == "per_image":
+        low = depth.min(axis=(1, 2), keepdims=True)
+        high = depth.max(axis=(1, 2), keepdims=True)
+        return (depth - low) / np.maximum(high - low, 1e-6)
+    aligned = [depth[0]]
+    for frame in depth[1:]:
+        design = np.stack([frame.ravel(), np.ones(frame.size, np.float32)], axis=1)
+        (scale, shift), *_ = np.linalg.lstsq(design, aligned[-1].ravel(), rcond=None)
+        aligned.append(scale * frame + shift if scale > 0 else frame)
+    stacked = np.stack(aligned)
+    return (stacked - stacked.min()) / max(float(stacked.max() - stacked.min()), 1e-6)

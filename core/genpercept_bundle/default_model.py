@@ -29,7 +29,7 @@ from .training import TrainConfig, train_unet, train_vae
 TASKS = ("depth", "normal", "matte")
 RECIPE = {
     "data": {"train": 2400, "test": 120, "size": (256, 192), "seed": 0},
-    "vae": TrainConfig(steps=600, batch_size=8, lr=1e-3, warmup=50),
+    "vae": TrainConfig(steps=400, batch_size=8, lr=1e-3, warmup=50),
     "unet": TrainConfig(steps=900, batch_size=8, lr=1e-3, warmup=50),
     "processing_resolution": 192,
 }
