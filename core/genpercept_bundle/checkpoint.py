@@ -68,8 +68,11 @@ class ModelFolder:
         return [t.name for t in tasks if any((self.path / n).is_dir() for n in t.unet_folders)]
 
 
-def open_model_folder(model=None, tasks=(), allow_download=True) -> ModelFolder:
-    """Resolve ``model`` (folder, hub id or None for the default) to a ModelFolder."""
+def open_model_folder(model=None, tasks=(), allow_download=True, download_root=None) -> ModelFolder:
+    """Resolve ``model`` (folder, hub id or None for the default) to a ModelFolder.
+
+    Hub ids are looked for, and downloaded to, ``download_root/<owner>--<name>``
+    (default: ``models_dir()``)."""
     if model is None or model == "default":
         if not (DEFAULT_MODEL_DIR / "vae").is_dir():
             raise GenPerceptError(
@@ -88,7 +91,8 @@ def open_model_folder(model=None, tasks=(), allow_download=True) -> ModelFolder:
         _check_layout(path, str(model))
         return _with_settings(ModelFolder(path, str(model)))
     if HUB_ID.match(str(model)) and not str(model).startswith((".", "~")):
-        return _with_settings(ModelFolder(_hub_folder(str(model), tasks, allow_download), str(model)))
+        local = Path(download_root or models_dir()) / str(model).replace("/", "--")
+        return _with_settings(ModelFolder(_hub_folder(str(model), local, tasks, allow_download), str(model)))
     raise GenPerceptError(f"model {model!r} is neither an existing folder nor a Hugging Face repo id (owner/name)")
 
 
@@ -110,8 +114,7 @@ def _check_layout(path: Path, source: str):
         )
 
 
-def _hub_folder(repo_id: str, tasks, allow_download: bool) -> Path:
-    local = models_dir() / repo_id.replace("/", "--")
+def _hub_folder(repo_id: str, local: Path, tasks, allow_download: bool) -> Path:
     needed = _hub_patterns(tasks)
     if local.is_dir() and _has_task_files(local, tasks):
         return local

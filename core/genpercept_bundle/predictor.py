@@ -12,10 +12,11 @@ from . import __version__
 from .checkpoint import ModelFolder, file_sha256, load_model, open_model_folder
 from .conventions import normals_from_raw
 from .errors import GenPerceptError
-from .processing import finish_prediction, normalise_rgb, resize_rgb
+from .processing import finish_prediction, normalise_rgb, processing_size, resize_rgb
 from .tasks import Task, get_task
 from .text_embedding import resolve_embedding
 
+MAX_PROCESSING_PIXELS = 4096 * 4096  # beyond this the VAE's activations need tens of GB
 DTYPES = {"float32": torch.float32, "fp32": torch.float32, "float16": torch.float16, "fp16": torch.float16,
           "bfloat16": torch.bfloat16, "bf16": torch.bfloat16}
 
@@ -41,6 +42,17 @@ def pick_dtype(dtype, device: torch.device) -> torch.dtype:
     if dtype == torch.float16 and device.type == "cpu":
         raise GenPerceptError("float16 needs a GPU (cuda or mps); on the CPU use float32")
     return dtype
+
+
+def check_processing_size(height: int, width: int, processing_res: int):
+    """GenPerceptError if the model would have to process more than MAX_PROCESSING_PIXELS."""
+    processed = processing_size(height, width, processing_res)
+    if processed[0] * processed[1] > MAX_PROCESSING_PIXELS:
+        raise GenPerceptError(
+            f"processing {width}x{height} at {'native size' if processing_res == 0 else processing_res} means "
+            f"{processed[1]}x{processed[0]} pixels through the model, more than the {MAX_PROCESSING_PIXELS // 1_000_000} MP "
+            "this tool allows; use a processing resolution of 4096 or less"
+        )
 
 
 def as_rgb_batch(images) -> torch.Tensor:
@@ -100,10 +112,11 @@ class GenPerceptPredictor:
 
     @classmethod
     def from_pretrained(cls, model=None, tasks=("depth",), device="auto", dtype="float32", vae=None,
-                        text_encoder=None, allow_download=True):
+                        text_encoder=None, allow_download=True, download_root=None):
         """``model``: a folder in the released layout, a hub repo id, or None for the embedded default."""
         wanted = [get_task(t) for t in tasks]
-        predictor = cls(open_model_folder(model, wanted, allow_download), device, dtype, vae, text_encoder)
+        folder = open_model_folder(model, wanted, allow_download, download_root)
+        predictor = cls(folder, device, dtype, vae, text_encoder)
         for task in wanted:
             predictor.load_task(task.name)
         return predictor
@@ -130,6 +143,17 @@ class GenPerceptPredictor:
             self._tasks[task.name] = (unet, embedding.to(self.device, self.dtype), info)
         return self._tasks[task.name]
 
+    def modules(self) -> torch.nn.ModuleDict:
+        """The VAE and every loaded UNet in one module, for hosts that manage devices (ComfyUI's ModelPatcher)."""
+        return torch.nn.ModuleDict({"vae": self.vae, **{f"unet_{name}": unet for name, (unet, _, _) in self._tasks.items()}})
+
+    def to(self, device) -> "GenPerceptPredictor":
+        """Move weights and embeddings to ``device`` (a no-op for what is already there)."""
+        self.device = torch.device(device)
+        self.modules().to(self.device)
+        self._tasks = {name: (unet, embedding.to(self.device), info) for name, (unet, embedding, info) in self._tasks.items()}
+        return self
+
     def _hash(self, folder: Path) -> str:
         if folder not in self._hashes:
             self._hashes[folder] = file_sha256(folder)
@@ -150,6 +174,7 @@ class GenPerceptPredictor:
             processing_res = self.default_processing_resolution
         if batch_size < 1:
             raise GenPerceptError(f"batch size must be at least 1, got {batch_size}")
+        check_processing_size(*rgb.shape[-2:], processing_res)
         unet, embedding, info = self.load_task(task.name)
 
         # 2. Run chunk by chunk

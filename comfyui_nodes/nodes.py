@@ -1,0 +1,201 @@
+"""The V3 node schemas (ComfyUI >= 0.3.60). Each node translates ComfyUI types and calls operations / models."""
+
+import comfy.model_management
+import comfy.utils
+import folder_paths
+from comfy_api.latest import ComfyExtension, io
+
+from genpercept_bundle import GenPerceptError
+
+from . import operations
+from .models import EMBEDDED, check_hub_id, list_models, load_model, register_model_folder, resolve_model
+
+register_model_folder(folder_paths)
+
+ModelType = io.Custom("GENPERCEPT_MODEL")
+MapsType = io.Custom("GENPERCEPT_MAPS")
+CATEGORY = "image/genpercept"
+
+RESOLUTION_TOOLTIP = ("Longest side (pixels) the model sees; 0 = the model's own default (768 for GenPercept, 192 for "
+                      "the embedded small model). No padding. The maps always come back at the input size.")
+BATCH_TOOLTIP = "Images per forward pass. Long videos are processed this many frames at a time to bound memory."
+
+
+def _task_switches():
+    return [io.Boolean.Input(task, default=True, tooltip=f"Load the {task} UNet.") for task in ("depth", "normal", "matte")]
+
+
+def _device_inputs():
+    return [
+        io.Combo.Input("device", options=["auto", "cpu"], default="auto",
+                       tooltip="auto: ComfyUI's device (GPU if present), offloaded by ComfyUI's memory manager."),
+        io.Combo.Input("dtype", options=["auto", "float32", "float16", "bfloat16"], default="auto",
+                       tooltip="auto: float16 on GPU, float32 on CPU."),
+    ]
+
+
+def _device(choice):
+    return comfy.model_management.get_torch_device() if choice == "auto" else "cpu"
+
+
+def _tasks(depth, normal, matte):
+    return [name for name, wanted in (("depth", depth), ("normal", normal), ("matte", matte)) if wanted]
+
+
+def _progress(total):
+    bar = comfy.utils.ProgressBar(total)
+
+    def on_progress(done, _total):
+        comfy.model_management.throw_exception_if_processing_interrupted()
+        bar.update_absolute(done, total)
+
+    return on_progress
+
+
+def _run(fn, *args, **kwargs):
+    try:
+        return fn(*args, **kwargs)
+    except GenPerceptError as error:  # shown to the user as the node's error, without a traceback
+        raise RuntimeError(f"GenPercept: {error}") from None
+
+
+class GenPerceptModelLoader(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="GenPerceptModelLoader", display_name="GenPercept Model Loader", category=CATEGORY,
+            description="Loads a GenPercept model folder from models/genpercept (or extra_model_paths.yaml), "
+                        "or the embedded small model. Never downloads.",
+            inputs=[io.Combo.Input("model", options=list_models(folder_paths.get_folder_paths("genpercept")),
+                                   default=EMBEDDED,
+                                   tooltip="A folder in models/genpercept/ in the GenPercept layout "
+                                           "(unet_depth_v2/, unet_normal_v2/, unet_matting_v2/, vae/), or the embedded model."),
+                    *_task_switches(), *_device_inputs()],
+            outputs=[ModelType.Output(display_name="model")],
+        )
+
+    @classmethod
+    def execute(cls, model, depth, normal, matte, device, dtype):
+        folder = _run(resolve_model, model, folder_paths.get_folder_paths("genpercept"))
+        return io.NodeOutput(_run(load_model, folder, _tasks(depth, normal, matte), _device(device), dtype))
+
+
+class GenPerceptDownloadModel(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="GenPerceptDownloadModel", display_name="GenPercept Download Model", category=CATEGORY,
+            description="Downloads only the files the chosen tasks need from a Hugging Face repo into "
+                        "models/genpercept/<owner>--<name>, then loads them. Files already there are reused.",
+            inputs=[io.String.Input("repo_id", default="guangkaixu/genpercept-models",
+                                    tooltip="Hugging Face repo in the GenPercept layout, e.g. guangkaixu/genpercept-models "
+                                            "or guangkaixu/genpercept-depth."),
+                    *_task_switches(), *_device_inputs()],
+            outputs=[ModelType.Output(display_name="model")],
+        )
+
+    @classmethod
+    def execute(cls, repo_id, depth, normal, matte, device, dtype):
+        root = folder_paths.get_folder_paths("genpercept")[0]
+        repo = _run(check_hub_id, repo_id)
+        return io.NodeOutput(_run(load_model, repo, _tasks(depth, normal, matte), _device(device), dtype,
+                                  download_root=root, allow_download=True))
+
+
+def _prediction_inputs():
+    return [
+        ModelType.Input("model", tooltip="From GenPercept Model Loader."),
+        io.Image.Input("image", tooltip="RGB image batch (video frames welcome)."),
+        io.Int.Input("processing_resolution", default=0, min=0, max=4096, step=8, tooltip=RESOLUTION_TOOLTIP),
+        io.Int.Input("batch_size", default=1, min=1, max=64, tooltip=BATCH_TOOLTIP),
+    ]
+
+
+class GenPerceptDepth(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="GenPerceptDepth", display_name="GenPercept Depth", category=CATEGORY,
+            description="Relative depth at the input size. The IMAGE is near = bright, as ControlNet depth models expect.",
+            inputs=[*_prediction_inputs(),
+                    io.Combo.Input("normalization", options=list(operations.DEPTH_MODES), default="auto",
+                                   tooltip="auto: 'sequence' for batches, 'per_image' for one image. sequence: frames are "
+                                           "aligned to each other and share one range (no video flicker). per_image: "
+                                           "full contrast per image. none: the model's own 0..1 values."),
+                    io.Boolean.Input("invert", default=False, tooltip="Off: near = bright (ControlNet). On: far = bright (Z-depth style).")],
+            outputs=[io.Image.Output(display_name="depth"), MapsType.Output(display_name="raw_depth")],
+        )
+
+    @classmethod
+    def execute(cls, model, image, processing_resolution, batch_size, normalization, invert):
+        maps = _run(operations.predict, model, image, "depth", processing_resolution, batch_size, _progress(image.shape[0]))
+        return io.NodeOutput(_run(operations.render_depth, maps, normalization, invert), maps)
+
+
+class GenPerceptNormals(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="GenPerceptNormals", display_name="GenPercept Normals", category=CATEGORY,
+            description="Camera-space surface normals at the input size, encoded as (n + 1) / 2: red = +X right, "
+                        "blue = +Z toward the viewer, green = +Y up (OpenGL) or down (DirectX).",
+            inputs=[*_prediction_inputs(),
+                    io.Combo.Input("convention", options=["opengl", "directx"], default="opengl",
+                                   tooltip="opengl: green = up (Blender, glTF, Unity, Substance). directx: green = down (Unreal).")],
+            outputs=[io.Image.Output(display_name="normals"), MapsType.Output(display_name="raw_normals")],
+        )
+
+    @classmethod
+    def execute(cls, model, image, processing_resolution, batch_size, convention):
+        maps = _run(operations.predict, model, image, "normal", processing_resolution, batch_size, _progress(image.shape[0]))
+        return io.NodeOutput(_run(operations.render_normals, maps, convention), maps)
+
+
+class GenPerceptMatte(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="GenPerceptMatte", display_name="GenPercept Matte", category=CATEGORY,
+            description="Alpha matte as a MASK (1 = foreground) and the foreground as an RGB IMAGE over black (not RGBA).",
+            inputs=_prediction_inputs(),
+            outputs=[io.Mask.Output(display_name="alpha"), io.Image.Output(display_name="foreground"),
+                     MapsType.Output(display_name="raw_alpha")],
+        )
+
+    @classmethod
+    def execute(cls, model, image, processing_resolution, batch_size):
+        maps = _run(operations.predict, model, image, "matte", processing_resolution, batch_size, _progress(image.shape[0]))
+        alpha, foreground = _run(operations.render_matte, maps, image)
+        return io.NodeOutput(alpha, foreground, maps)
+
+
+class GenPerceptSaveMaps(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="GenPerceptSaveMaps", display_name="GenPercept Save Maps", category=CATEGORY,
+            description="Writes full-precision maps to the output folder for compositors and the Blender add-on: "
+                        "EXR (float), 16-bit PNG or .npy, one file per frame plus a provenance JSON.",
+            inputs=[MapsType.Input("maps", tooltip="A raw_* output of a GenPercept node."),
+                    io.String.Input("filename_prefix", default="genpercept/maps",
+                                    tooltip="Path under ComfyUI's output folder; files are <prefix>_<frame>_<task>.<ext>."),
+                    io.Combo.Input("format", options=["exr", "png16", "npy"], default="exr",
+                                   tooltip="exr: float32 values as documented (depth 0 = near, unit normals, alpha). "
+                                           "png16: 16-bit, normals encoded (n + 1) / 2. npy: float32 arrays.")],
+            outputs=[], is_output_node=True,
+        )
+
+    @classmethod
+    def execute(cls, maps, filename_prefix, format):
+        files = _run(operations.save_maps, maps, folder_paths.get_output_directory(), filename_prefix, format)
+        return io.NodeOutput(ui={"text": [str(f) for f in files]})
+
+
+class GenPerceptExtension(ComfyExtension):
+    async def get_node_list(self):
+        return [GenPerceptModelLoader, GenPerceptDownloadModel, GenPerceptDepth, GenPerceptNormals, GenPerceptMatte,
+                GenPerceptSaveMaps]
+
+
+async def comfy_entrypoint():
+    return GenPerceptExtension()

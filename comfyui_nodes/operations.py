@@ -1,0 +1,112 @@
+"""What each node does, on tensors in ComfyUI's layouts, without needing ComfyUI.
+
+IMAGE: float32 [B,H,W,3] in 0..1; MASK: float32 [B,H,W] in 0..1. Maps payloads
+(GENPERCEPT_MAPS) hold the documented conventions: depth [B,H,W] with 0 = near,
+normals [B,H,W,3] unit vectors (+X right, +Y up, +Z toward the viewer), matte
+[B,H,W] alpha.
+"""
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from genpercept_bundle import GenPerceptError
+from genpercept_bundle.predictor import check_processing_size
+from genpercept_bundle.conventions import NORMAL_CONVENTIONS, near_bright, normalise_depth_batch, normals_to_rgb
+from genpercept_bundle.writers import SUFFIXES, write_json, write_map
+
+DEPTH_MODES = ("auto", "per_image", "sequence", "none")
+
+
+@dataclass
+class Maps:
+    """The GENPERCEPT_MAPS payload: full-precision maps of one task for a batch."""
+
+    task: str
+    values: torch.Tensor  # [B,H,W] or [B,H,W,3], float32, documented convention
+    provenance: dict = field(default_factory=dict)
+
+
+def images_to_rgb8(images: torch.Tensor) -> torch.Tensor:
+    """ComfyUI IMAGE [B,H,W,C] float 0..1 -> uint8 [B,3,H,W] for the predictor (alpha, if any, dropped)."""
+    if not isinstance(images, torch.Tensor) or images.ndim != 4:
+        raise GenPerceptError(f"expected an IMAGE batch [B,H,W,3], got {getattr(images, 'shape', type(images))}")
+    if images.shape[0] == 0:
+        raise GenPerceptError("the IMAGE batch is empty")
+    if images.shape[-1] not in (3, 4):
+        raise GenPerceptError(
+            f"GenPercept needs RGB images, got {images.shape[-1]} channel(s); convert a mask or grey image "
+            "to RGB first (e.g. with 'Convert Mask to Image')"
+        )
+    rgb = images[..., :3].detach().float().clamp(0, 1)
+    return (rgb * 255.0).round().to(torch.uint8).permute(0, 3, 1, 2).cpu().contiguous()
+
+
+def predict(model, images: torch.Tensor, task: str, processing_resolution: int = 0, batch_size: int = 1,
+            on_progress=None) -> Maps:
+    """Run one task over an IMAGE batch, ``batch_size`` images at a time; maps come back at the input size.
+
+    ``processing_resolution``: longest side the model sees; 0 = the model's own default.
+    ``on_progress(done, total)`` is called after each chunk and may raise to interrupt.
+    """
+    predictor = model.ready(task)
+    resolution = processing_resolution or predictor.default_processing_resolution
+    if images.ndim == 4:
+        check_processing_size(images.shape[1], images.shape[2], resolution)  # before any big conversion
+    rgb = images_to_rgb8(images)
+    prediction = predictor.predict(rgb, task, resolution, batch_size, on_progress)
+    return Maps(prediction.task, torch.from_numpy(prediction.maps.copy()), prediction.provenance)
+
+
+def render_depth(maps: Maps, normalisation: str = "auto", invert: bool = False) -> torch.Tensor:
+    """Depth -> IMAGE, near = bright (ControlNet's polarity); ``invert`` gives far = bright.
+
+    normalisation: 'auto' = 'sequence' for batches (video frames keep one depth scale), 'per_image' for one
+    image; 'none' = the model's own [0,1] values.
+    """
+    _expect(maps, "depth")
+    mode = ("sequence" if maps.values.shape[0] > 1 else "per_image") if normalisation == "auto" else normalisation
+    depth = normalise_depth_batch(maps.values.numpy(), mode)
+    shown = depth if invert else near_bright(depth)
+    return torch.from_numpy(np.repeat(shown[..., None], 3, axis=-1).astype(np.float32))
+
+
+def render_normals(maps: Maps, convention: str = "opengl") -> torch.Tensor:
+    """Normals -> IMAGE as (n + 1) / 2: R = +X right, G = +Y up (OpenGL) or down (DirectX), B = +Z toward the viewer."""
+    _expect(maps, "normal")
+    if convention not in NORMAL_CONVENTIONS:
+        raise GenPerceptError(f"normal convention must be one of {NORMAL_CONVENTIONS}, got {convention!r}")
+    return torch.from_numpy(normals_to_rgb(maps.values.numpy(), convention))
+
+
+def render_matte(maps: Maps, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Matte -> (MASK [B,H,W] alpha, IMAGE [B,H,W,3] foreground premultiplied over black)."""
+    _expect(maps, "matte")
+    alpha = maps.values.float().clamp(0, 1)
+    if tuple(images.shape[:3]) != tuple(alpha.shape):
+        raise GenPerceptError(f"the matte is {tuple(alpha.shape)} but the images are {tuple(images.shape[:3])}; feed the same batch")
+    return alpha, images[..., :3].float() * alpha[..., None]
+
+
+def save_maps(maps: Maps, output_root, filename_prefix: str, format: str) -> list[Path]:
+    """Write each map of the batch as <prefix>_<index>_<task>.<ext> (EXR / 16-bit PNG / .npy) plus its provenance
+    JSON; ``filename_prefix`` may hold sub-folders of ``output_root`` but must stay inside it."""
+    root = Path(output_root).resolve()
+    target = (root / filename_prefix).resolve()
+    if not filename_prefix.strip() or root not in target.parents:
+        raise GenPerceptError(f"filename prefix {filename_prefix!r} must name a file inside the output folder")
+    folder, prefix = target.parent, target.name
+    written = []
+    for index, values in enumerate(maps.values.numpy()):
+        stem = f"{prefix}_{index:05d}_{maps.task}"
+        data = normals_to_rgb(values) if maps.task == "normal" and format == "png16" else values
+        written.append(write_map(folder / f"{stem}{SUFFIXES[format]}", data, format))
+        write_json(folder / f"{stem}.json", {**maps.provenance, "frame": index, "format": format})
+    return written
+
+
+def _expect(maps: Maps, task: str):
+    if not isinstance(maps, Maps) or maps.task != task:
+        raise GenPerceptError(f"this node renders {task} maps, got {getattr(maps, 'task', type(maps).__name__)}")
