@@ -1,0 +1,67 @@
+"""Depth on real RGB-D frames: the model against constant and vertical-gradient baselines.
+
+    python bench/eval_rgbd_samples.py [--model DIR] [--processing-res N] [--samples ../shared/eval/rgbd_open3d_samples]
+
+Converts the 14 frames of rgbd_open3d_samples (NYU raw, SUN RGB-D, TUM, 11 ICL-NUIM renders; see its
+README for the depth decodings) into our dataset layout under bench/results/, then scores AbsRel and
+delta1 after least-squares scale and shift alignment. Evaluation only: nothing here trains on them.
+"""
+
+import argparse
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from genpercept_bundle import GenPerceptPredictor, load_image
+from genpercept_bundle.dataset import FORMAT, Sample, write_sample
+from genpercept_bundle.evaluation import evaluate, format_table
+from genpercept_bundle.writers import write_json
+
+HERE = Path(__file__).parent
+DEFAULT_SAMPLES = HERE.parent.parent / "shared" / "eval" / "rgbd_open3d_samples"
+
+
+def decode_frames(root: Path):
+    """(id, rgb, depth in metres with 0 = invalid) for every frame, decoded as the set's README says."""
+    real = root / "real"
+    buffer = (real / "NYU_depth.pgm").read_bytes()
+    raw = np.frombuffer(buffer, "<u2", offset=len(buffer) - 640 * 480 * 2).reshape(480, 640).astype(np.float64)
+    nyu = np.where(raw < 1092.5, 351.3 / np.maximum(1092.5 - raw, 1e-6), 0.0)
+    yield "nyu_raw", load_image(real / "NYU_color.ppm"), nyu
+    sun = cv2.imread(str(real / "SUN_depth.png"), cv2.IMREAD_UNCHANGED).astype(np.uint16)
+    sun = ((sun >> 3) | (sun << 13)).astype(np.uint16)
+    yield "sun_rgbd", load_image(real / "SUN_color.jpg"), sun / 1000.0
+    tum = cv2.imread(str(real / "TUM_depth.png"), cv2.IMREAD_UNCHANGED)
+    yield "tum", load_image(real / "TUM_color.png"), tum / 5000.0
+    icl = root / "icl_nuim_livingroom1_clean"
+    for image in sorted((icl / "image").glob("*.jpg")):
+        depth = cv2.imread(str(icl / "depth" / f"{image.stem}.png"), cv2.IMREAD_UNCHANGED)
+        yield f"icl_{image.stem}", load_image(image), depth / 1000.0
+
+
+def build_dataset(samples: Path, target: Path) -> Path:
+    write_json(target / "dataset.json", {**FORMAT, "source": str(samples)})
+    for frame_id, rgb, depth in decode_frames(samples):
+        depth = np.where((depth > 0.1) & (depth < 20), depth, 0.0).astype(np.float32)
+        write_sample(target, "test", Sample(frame_id, rgb, depth))
+    return target
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--model", default=None, help="model folder (default: the embedded model)")
+    parser.add_argument("--processing-res", type=int, default=None)
+    parser.add_argument("--samples", type=Path, default=DEFAULT_SAMPLES)
+    args = parser.parse_args()
+    dataset = build_dataset(args.samples, HERE / "results" / "rgbd_samples")
+    predictor = GenPerceptPredictor.from_pretrained(args.model, ["depth"], device="cpu")
+    results = evaluate(predictor, dataset, "test", ["depth"], args.processing_res, baselines=True, progress=False)
+    print(format_table(results))
+    write_json(HERE / "results" / "rgbd_samples.json", {"model": args.model or "default",
+                                                        "processing_res": args.processing_res, "results": results})
+
+
+if __name__ == "__main__":
+    main()
