@@ -29,8 +29,10 @@ from .training import TrainConfig, train_unet, train_vae
 TASKS = ("depth", "normal", "matte")
 RECIPE = {
     "data": {"train": 2400, "test": 120, "size": (256, 192), "seed": 0},
-    "vae": TrainConfig(steps=400, batch_size=8, lr=1e-3, warmup=50),
-    "unet": TrainConfig(steps=900, batch_size=8, lr=1e-3, warmup=50),
+    "vae": TrainConfig(steps=1500, batch_size=8, lr=1e-3, warmup=50, final_lr_fraction=0.05),
+    "unet": {"depth": TrainConfig(steps=1500, batch_size=8, lr=1e-3, warmup=50, final_lr_fraction=0.05),
+             "normal": TrainConfig(steps=1000, batch_size=8, lr=1e-3, warmup=50, final_lr_fraction=0.05),
+             "matte": TrainConfig(steps=1000, batch_size=8, lr=1e-3, warmup=50, final_lr_fraction=0.05)},
     "processing_resolution": 192,
 }
 
@@ -54,10 +56,10 @@ def build_default_model(workdir: Path, export_to: Path = DEFAULT_MODEL_DIR, work
         save_embedding_cache(model, {"v2": torch.randn(1, 2, SMALL_UNET["cross_attention_dim"], generator=generator)})
     for task in TASKS:
         if not (model / get_task(task).unet_folders[0]).is_dir():
-            train_unet(data, task, model / "vae", model, scaled(RECIPE["unet"]), log=log)
+            train_unet(data, task, model / "vae", model, scaled(RECIPE["unet"][task]), log=log)
     settings = {"default_processing_resolution": RECIPE["processing_resolution"], "timestep": 1,
                 "recipe": {"data": {**data_recipe, **splits}, "vae": asdict(scaled(RECIPE["vae"])),
-                           "unet": asdict(scaled(RECIPE["unet"]))}}
+                           "unet": {task: asdict(scaled(config)) for task, config in RECIPE["unet"].items()}}}
     (model / SETTINGS_NAME).write_text(json.dumps(settings, indent=2))
     return export_model(model, export_to)
 

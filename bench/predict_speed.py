@@ -1,0 +1,43 @@
+"""Per-task inference time of a model on a 512x512 image on this machine (median of 5 runs after a warm-up).
+
+    python bench/predict_speed.py [--model DIR] [--processing-res 512 192 ...]
+"""
+
+import argparse
+import json
+import resource
+import statistics
+import time
+
+import numpy as np
+import torch
+
+from genpercept_bundle import GenPerceptPredictor
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--model", default=None)
+    parser.add_argument("--size", type=int, default=512)
+    parser.add_argument("--processing-res", type=int, nargs="+", default=[512, 0])
+    args = parser.parse_args()
+    predictor = GenPerceptPredictor.from_pretrained(args.model, ["depth", "normal", "matte"], device="cpu")
+    rgb = np.random.default_rng(0).integers(0, 256, (args.size, args.size, 3), dtype=np.uint8)
+    report = {"image": f"{args.size}x{args.size}", "threads": torch.get_num_threads(), "seconds": {}}
+    for resolution in args.processing_res:
+        label = f"processing_res={resolution or 'native'}"
+        report["seconds"][label] = {}
+        for task in ("depth", "normal", "matte"):
+            predictor.predict(rgb, task, resolution)
+            times = []
+            for _ in range(5):
+                started = time.perf_counter()
+                predictor.predict(rgb, task, resolution)
+                times.append(time.perf_counter() - started)
+            report["seconds"][label][task] = round(statistics.median(times), 3)
+    report["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    print(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()

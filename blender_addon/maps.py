@@ -1,0 +1,162 @@
+"""Getting depth, normal and matte maps into numpy: from files, or by running the GenPercept predictor.
+
+Conventions (the bundle's): depth [H,W] in [0,1] with 0 = near; normals [H,W,3] unit vectors,
++X right, +Y up, +Z toward the viewer; matte [H,W] alpha, 1 = foreground. Row 0 is the image top.
+"""
+
+import os
+import subprocess
+import tempfile
+
+import numpy as np
+
+MAP_SUFFIXES = (".exr", ".png", ".npy", ".tif", ".tiff")
+
+
+class MapError(Exception):
+    """A problem the user can fix; the operator reports its message in Blender's UI."""
+
+
+def load_map(path: str, channels: int) -> np.ndarray:
+    """A float map from .npy (our CLI), EXR or 16-bit PNG (CLI / ComfyUI), as [H,W] or [H,W,3]."""
+    path = os.path.abspath(bpy_path(path))
+    if not os.path.isfile(path):
+        raise MapError(f"map file not found: {path}")
+    if path.lower().endswith(".npy"):
+        try:
+            data = np.load(path, allow_pickle=False).astype(np.float32)
+        except ValueError as error:
+            raise MapError(f"{path} is not a plain .npy array ({error})") from error
+    else:
+        data = load_image_pixels(path)[..., :3]
+        if channels == 1:
+            data = data[..., 0]
+    if channels == 3 and (data.ndim != 3 or data.shape[-1] != 3):
+        raise MapError(f"{os.path.basename(path)} should be a 3-channel normal map, got shape {data.shape}")
+    if channels == 1 and data.ndim == 3:
+        data = data[..., 0]
+    if not np.isfinite(data).all():
+        raise MapError(f"{os.path.basename(path)} contains NaN or infinite values")
+    return data
+
+
+def normals_from_file(data: np.ndarray, path: str) -> np.ndarray:
+    """Files store unit vectors (EXR / npy) or (n+1)/2 colours (PNG); return unit vectors."""
+    vectors = data * 2.0 - 1.0 if path.lower().endswith((".png", ".tif", ".tiff")) else data
+    return vectors / np.maximum(np.linalg.norm(vectors, axis=-1, keepdims=True), 1e-6)
+
+
+def load_image_pixels(path: str, colorspace: str = "Non-Color") -> np.ndarray:
+    """Any image Blender reads, as float RGBA [H,W,4] with row 0 at the top (Blender stores bottom-up)."""
+    import bpy
+
+    try:
+        image = bpy.data.images.load(path, check_existing=False)
+    except RuntimeError as error:
+        raise MapError(f"cannot read {path} as an image: {error}") from error
+    try:
+        image.colorspace_settings.name = colorspace
+        width, height = image.size
+        if width == 0 or height == 0:
+            raise MapError(f"cannot read {path} as an image: it has no pixels (corrupt or unsupported file?)")
+        pixels = np.empty(width * height * 4, np.float32)
+        image.pixels.foreach_get(pixels)
+    finally:
+        bpy.data.images.remove(image)
+    return pixels.reshape(height, width, 4)[::-1].copy()
+
+
+def bpy_path(path: str) -> str:
+    try:
+        import bpy
+
+        return bpy.path.abspath(path)
+    except ImportError:
+        return path
+
+
+def find_maps(photo: str, folder: str = "") -> dict:
+    """Maps named like our CLI writes them (<stem>_depth.exr, ...) next to the photo or in ``folder``."""
+    stem = os.path.splitext(os.path.basename(photo))[0]
+    search = [folder or os.path.dirname(os.path.abspath(photo))]
+    found = {}
+    for task in ("depth", "normal", "matte"):
+        for directory in search:
+            for suffix in (".exr", ".npy", ".png"):
+                candidate = os.path.join(directory, f"{stem}_{task}{suffix}")
+                if os.path.isfile(candidate):
+                    found.setdefault(task, candidate)
+    return found
+
+
+# ---------------------------------------------------------------- running the predictor
+
+
+def bundle_in_process() -> bool:
+    """True when the GenPercept bundle (and torch) import in Blender's own Python."""
+    try:
+        import genpercept_bundle  # noqa: F401
+    except Exception:  # ImportError, or a torch that fails to load inside Blender
+        return False
+    return True
+
+
+_PREDICTORS = {}
+
+
+def predict_in_process(photo: str, tasks, model: str = "") -> dict:
+    from genpercept_bundle import GenPerceptError, GenPerceptPredictor, load_image
+
+    try:
+        key = (model or None, tuple(tasks))
+        if key not in _PREDICTORS:
+            _PREDICTORS.clear()
+            _PREDICTORS[key] = GenPerceptPredictor.from_pretrained(model or None, list(tasks), device="auto")
+        predictor = _PREDICTORS[key]
+        rgb = load_image(photo)
+        return {task: predictor.predict(rgb, task).maps[0] for task in tasks}
+    except GenPerceptError as error:
+        raise MapError(str(error)) from error
+
+
+def predictor_command(python: str, photo: str, tasks, out_dir: str, model: str = "") -> list[str]:
+    command = [python, "-m", "genpercept_bundle.cli", "predict", photo, "--task", *tasks, "--format", "npy",
+               "--no-preview", "--out", out_dir]
+    return command + (["--model", model] if model else [])
+
+
+def start_external(python: str, photo: str, tasks, model: str = ""):
+    """Start the predictor in the user's external Python; returns (process, output folder)."""
+    if not python or not os.path.isfile(python):
+        raise MapError("set the external Python in the add-on preferences (a Python with the GenPercept bundle installed)")
+    out_dir = tempfile.mkdtemp(prefix="genpercept_")
+    command = predictor_command(python, photo, tasks, out_dir, model)
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return process, out_dir
+
+
+def finish_external(process, out_dir: str, photo: str, tasks) -> dict:
+    _, errors = process.communicate()
+    if process.returncode != 0:
+        reason = [line for line in errors.strip().splitlines() if "error" in line.lower()] or errors.strip().splitlines()
+        raise MapError(f"the predictor failed: {reason[-1] if reason else 'exit code ' + str(process.returncode)}")
+    stem = os.path.splitext(os.path.basename(photo))[0]
+    return {task: np.load(os.path.join(out_dir, f"{stem}_{task}.npy"), allow_pickle=False) for task in tasks}
+
+
+def check_external_python(python: str) -> str:
+    """A one-line verdict on the configured external Python, for the preferences' Check button."""
+    if not python:
+        return "no external Python set; the bundle must then be importable inside Blender"
+    if not os.path.isfile(python):
+        return f"not found: {python}"
+    probe = [python, "-c", "import genpercept_bundle, torch; print(genpercept_bundle.__version__, torch.__version__)"]
+    try:
+        result = subprocess.run(probe, capture_output=True, text=True, timeout=120)
+    except (OSError, subprocess.TimeoutExpired) as error:
+        return f"cannot run {python}: {error}"
+    if result.returncode != 0:
+        return f"{python} cannot import the GenPercept bundle: pip install it there ({result.stderr.strip().splitlines()[-1]})"
+    bundle, torch = result.stdout.split()
+    return f"OK: GenPercept bundle {bundle}, torch {torch}"
+
