@@ -188,6 +188,36 @@ def _autocast(config: TrainConfig):
     return torch.autocast(torch.device(config.device).type, dtype=dtype, enabled=dtype is not None)
 
 
+def optimise(name: str, model, optimizer, config: TrainConfig, batch_loss, checkpoint_dir: Path, start: int, log):
+    """The shared loop: schedule, gradient accumulation and clipping, progress bar with the loss, checkpoints.
+
+    ``batch_loss(generator)`` draws a batch and returns its loss tensor.
+    """
+    from tqdm import tqdm
+
+    generator = torch.Generator().manual_seed(config.seed + start)
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    progress = tqdm(range(start, config.steps), initial=start, total=config.steps, desc=f"train {name}", disable=None)
+    started, recent, history = time.perf_counter(), [], _history(checkpoint_dir, start)
+    for step in progress:
+        for group in optimizer.param_groups:
+            group["lr"] = config.lr * lr_factor(step, config)
+        for _ in range(config.grad_accumulation):
+            loss = batch_loss(generator)
+            (loss / config.grad_accumulation).backward()
+        torch.nn.utils.clip_grad_norm_(trainable, 1.0)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        recent = (recent + [loss.item()])[-50:]
+        history.append(loss.item())
+        progress.set_postfix(loss=f"{np.mean(recent):.4f}")
+        if (step + 1) % config.checkpoint_every == 0 or step + 1 == config.steps:
+            save_state(checkpoint_dir, model, optimizer, step + 1, {"config": asdict(config), "history": history})
+            if progress.disable:
+                log(f"{name}: step {step + 1}/{config.steps} loss {np.mean(recent):.4f} "
+                    f"({time.perf_counter() - started:.0f} s)")
+
+
 def task_loss(task: str, decoded: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     if task == "normal":
         return angular_loss(decoded, target, mask)
@@ -213,8 +243,6 @@ def train_unet(dataset, task: str, vae_folder, out: Path, config: TrainConfig, i
     otherwise ``architecture``'s config from random init. ``embedding_model``: the
     model folder whose empty-text embedding to use (default: the VAE's parent).
     """
-    from tqdm import tqdm
-
     task_name = get_task(task).name
     out = Path(out)
     device = torch.device(config.device)
@@ -239,44 +267,27 @@ def train_unet(dataset, task: str, vae_folder, out: Path, config: TrainConfig, i
     log(f"{task_name}: {len(data)} training samples at {config.width}x{config.height}")
     latents = encode_latents(vae, data.rgb, device)  # [N,4,h,w]
     flipped_latents = encode_latents(vae, data.rgb.flip(-1), device)
-    trainable = [p for p in unet.parameters() if p.requires_grad]
-    optimizer = torch.optim.Adam(trainable, lr=config.lr)
+    optimizer = torch.optim.Adam([p for p in unet.parameters() if p.requires_grad], lr=config.lr)
     checkpoint_dir = out / "checkpoint" / task_name
     start = 0
     if resume and (checkpoint_dir / "state.json").is_file():
         start, _ = load_state(checkpoint_dir, unet, optimizer)
         log(f"{task_name}: resumed at step {start}")
-    generator = torch.Generator().manual_seed(config.seed + start)
     timestep = torch.tensor([1], device=device)
     scale = vae.config.scaling_factor
-    progress = tqdm(range(start, config.steps), initial=start, total=config.steps, desc=f"train {task_name}", disable=None)
-    started, recent = time.perf_counter(), []
-    history = _history(checkpoint_dir, start)
-    for step in progress:
-        for group in optimizer.param_groups:
-            group["lr"] = config.lr * lr_factor(step, config)
-        for _ in range(config.grad_accumulation):
-            index = torch.randint(0, len(data), (config.batch_size,), generator=generator)
-            flip = torch.rand(config.batch_size, generator=generator) < 0.5
-            rgb_latent = torch.where(flip[:, None, None, None], flipped_latents[index], latents[index]).to(device)
-            target, mask = flip_batch(data.targets[task_name][index], data.masks[task_name][index], flip, task_name)
-            with _autocast(config):
-                conditioning = embedding.expand(config.batch_size, -1, -1)
-                target_latent = -unet(rgb_latent, timestep, encoder_hidden_states=conditioning).sample
-                decoded = vae.decode(target_latent / scale).sample  # frozen decoder, gradients flow through
-            loss = task_loss(task_name, decoded.float(), target.to(device), mask.to(device))
-            (loss / config.grad_accumulation).backward()
-        torch.nn.utils.clip_grad_norm_(trainable, 1.0)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        recent = (recent + [loss.item()])[-50:]
-        history.append(loss.item())
-        progress.set_postfix(loss=f"{np.mean(recent):.4f}")
-        if (step + 1) % config.checkpoint_every == 0 or step + 1 == config.steps:
-            save_state(checkpoint_dir, unet, optimizer, step + 1, {"config": asdict(config), "history": history})
-            if progress.disable:
-                log(f"{task_name}: step {step + 1}/{config.steps} loss {np.mean(recent):.4f} "
-                    f"({time.perf_counter() - started:.0f} s)")
+
+    def batch_loss(generator):
+        index = torch.randint(0, len(data), (config.batch_size,), generator=generator)
+        flip = torch.rand(config.batch_size, generator=generator) < 0.5
+        rgb_latent = torch.where(flip[:, None, None, None], flipped_latents[index], latents[index]).to(device)
+        target, mask = flip_batch(data.targets[task_name][index], data.masks[task_name][index], flip, task_name)
+        with _autocast(config):
+            conditioning = embedding.expand(config.batch_size, -1, -1)
+            target_latent = -unet(rgb_latent, timestep, encoder_hidden_states=conditioning).sample
+            decoded = vae.decode(target_latent / scale).sample  # frozen decoder, gradients flow through
+        return task_loss(task_name, decoded.float(), target.to(device), mask.to(device))
+
+    optimise(task_name, unet, optimizer, config, batch_loss, checkpoint_dir, start, log)
     final = unet.merge_and_unload() if config.lora_rank else unet
     return save_model(final.eval(), out / get_task(task_name).unet_folders[0])
 
@@ -297,8 +308,6 @@ def _map_images(data: TrainingSet) -> torch.Tensor:
 def train_vae(dataset, out: Path, config: TrainConfig, architecture="small", kl_weight=1e-6, resume=True,
               log=print) -> Path:
     """Train a VAE from scratch on photos and maps; writes ``out/vae`` with a fitted scaling_factor."""
-    from tqdm import tqdm
-
     out = Path(out)
     device = torch.device(config.device)
     torch.manual_seed(config.seed)
@@ -313,33 +322,18 @@ def train_vae(dataset, out: Path, config: TrainConfig, architecture="small", kl_
     start = 0
     if resume and (checkpoint_dir / "state.json").is_file():
         start, _ = load_state(checkpoint_dir, vae, optimizer)
-    generator = torch.Generator().manual_seed(config.seed + start)
-    progress = tqdm(range(start, config.steps), initial=start, total=config.steps, desc="train vae", disable=None)
-    recent = []
-    history = _history(checkpoint_dir, start)
-    for step in progress:
-        for group in optimizer.param_groups:
-            group["lr"] = config.lr * lr_factor(step, config)
+
+    def batch_loss(generator):
         index = torch.randint(0, len(images), (config.batch_size,), generator=generator)
         batch = images[index].to(device)
         flip = torch.rand(config.batch_size, generator=generator) < 0.5
         batch = torch.where(flip[:, None, None, None], batch.flip(-1), batch)
         with _autocast(config):
             posterior = vae.encode(batch).latent_dist
-            reconstruction = vae.decode(posterior.sample(generator=None)).sample
-        reconstruction = reconstruction.float()
-        loss = F.l1_loss(reconstruction, batch) + F.mse_loss(reconstruction, batch) + kl_weight * posterior.kl().mean()
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        recent = (recent + [loss.item()])[-50:]
-        history.append(loss.item())
-        progress.set_postfix(loss=f"{np.mean(recent):.4f}")
-        if (step + 1) % config.checkpoint_every == 0 or step + 1 == config.steps:
-            save_state(checkpoint_dir, vae, optimizer, step + 1, {"config": asdict(config), "history": history})
-            if progress.disable:
-                log(f"vae: step {step + 1}/{config.steps} loss {np.mean(recent):.4f}")
+            reconstruction = vae.decode(posterior.sample()).sample.float()
+        return F.l1_loss(reconstruction, batch) + F.mse_loss(reconstruction, batch) + kl_weight * posterior.kl().mean()
+
+    optimise("vae", vae, optimizer, config, batch_loss, checkpoint_dir, start, log)
     vae.eval()
     with torch.no_grad():  # SD's recipe: scale latents to unit variance
         sample = photos[:64].to(device)
