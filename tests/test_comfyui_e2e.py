@@ -11,6 +11,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -124,14 +125,18 @@ def test_example_workflow_runs(server, name):
 
 
 def test_controlnet_workflow_only_lacks_its_external_models(server):
+    """Without an SD1.5 checkpoint and a depth ControlNet, only their loaders fail validation; ComfyUI still
+    runs the parts that validate (the depth preview)."""
     url, _ = server
     workflow = json.loads((REPO / "workflows" / "api" / "genpercept_depth_controlnet.json").read_text())
     request = urllib.request.Request(f"{url}/prompt", data=json.dumps({"prompt": workflow}).encode(),
                                      headers={"Content-Type": "application/json"})
     try:
-        urllib.request.urlopen(request, timeout=30)
-        pytest.skip("the SD1.5 checkpoint and depth ControlNet are installed; nothing to check here")
+        with urllib.request.urlopen(request, timeout=30) as response:
+            answer = json.loads(response.read())
     except urllib.error.HTTPError as error:
-        problems = json.loads(error.read())["node_errors"]
-    failing = {workflow[node]["class_type"] for node in problems}
-    assert failing <= {"CheckpointLoaderSimple", "ControlNetLoader"}, problems
+        answer = json.loads(error.read())
+    failing = {workflow[node]["class_type"] for node in answer.get("node_errors", {})}
+    if not failing:
+        pytest.skip("the SD1.5 checkpoint and depth ControlNet are installed; nothing to check here")
+    assert failing == {"CheckpointLoaderSimple", "ControlNetLoader"}, answer["node_errors"]
