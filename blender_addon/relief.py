@@ -48,6 +48,7 @@ def _group_interface(tree):
         ("Width", "NodeSocketFloat", 1.0, "Width in scene units"),
         ("Depth Height", "NodeSocketImage", None, "Height image (1 = nearest)"),
         ("Matte", "NodeSocketImage", None, "Matte image (1 = foreground)"),
+        ("Material", "NodeSocketMaterial", None, "Material of the relief"),
     ]
     tree.interface.new_socket("Geometry", in_out="OUTPUT", socket_type="NodeSocketGeometry")
     for name, kind, default, description in sockets:
@@ -112,6 +113,9 @@ def relief_node_group() -> "bpy.types.GeometryNodeTree":
     link(math("MAXIMUM", steep, outside), delete.inputs["Selection"])
     smooth = nodes.new("GeometryNodeSetShadeSmooth")
     link(delete.outputs[0], smooth.inputs["Geometry"])
+    set_material = nodes.new("GeometryNodeSetMaterial")  # geometry made by nodes carries no material otherwise
+    link(smooth.outputs[0], set_material.inputs["Geometry"])
+    link(group_in.outputs["Material"], set_material.inputs["Material"])
     # Optional solid base: a block under the relief.
     base = nodes.new("GeometryNodeMeshCube")
     size = nodes.new("ShaderNodeCombineXYZ")
@@ -130,13 +134,13 @@ def relief_node_group() -> "bpy.types.GeometryNodeTree":
     link(lift_base.outputs[0], has_base.inputs["True"])
     join = nodes.new("GeometryNodeJoinGeometry")
     link(has_base.outputs[0], join.inputs[0])
-    link(smooth.outputs[0], join.inputs[0])
+    link(set_material.outputs[0], join.inputs[0])
     link(join.outputs[0], group_out.inputs["Geometry"])
     return tree
 
 
 def orthographic_relief(name, depth, matte=None, resolution=256, height=0.2, width=1.0, invert=False, base=0.0,
-                        edge_angle=80.0, matte_threshold=0.0):
+                        edge_angle=80.0, matte_threshold=0.0, material=None):
     """An object whose Geometry Nodes modifier is the relief; returns the object."""
     rows, columns = grid_size(*depth.shape, resolution)
     lifted = depth if invert else 1.0 - depth  # near = high
@@ -147,10 +151,14 @@ def orthographic_relief(name, depth, matte=None, resolution=256, height=0.2, wid
     modifier = obj.modifiers.new("GenPercept Relief", "NODES")
     modifier.node_group = relief_node_group()
     values = {"Height": height, "Base": base, "Edge Angle": edge_angle, "Matte Threshold": matte_threshold,
-              "Columns": columns, "Rows": rows, "Width": width, "Depth Height": height_image, "Matte": matte_image}
+              "Columns": columns, "Rows": rows, "Width": width, "Depth Height": height_image, "Matte": matte_image,
+              "Material": material}
     for item in modifier.node_group.interface.items_tree:
         if item.item_type == "SOCKET" and item.in_out == "INPUT":
-            modifier[item.identifier] = values[item.name]
+            if values[item.name] is not None:
+                modifier[item.identifier] = values[item.name]
+    if material is not None:
+        obj.data.materials.append(material)
     return obj
 
 

@@ -195,21 +195,22 @@ class GENPERCEPT_OT_build_relief(bpy.types.Operator):
         wm.progress_begin(0, 3)
         cut_matte = matte if settings.matte_mode == "CUT" else None
         threshold = settings.matte_threshold if cut_matte is not None else 0.0
+        photo = settings.photo if settings.photo and os.path.isfile(bpy.path.abspath(settings.photo)) else None
+        alpha = matte if settings.matte_mode == "ALPHA" else None
+        material = relief_material(name, photo, predicted.get("normal"), alpha)
+        wm.progress_update(1)
         created = []
         if settings.projection == "RELIEF":
             obj = orthographic_relief(name, depth, cut_matte, settings.resolution, settings.height, settings.width,
-                                      settings.invert, settings.base, settings.edge_angle, threshold)
+                                      settings.invert, settings.base, settings.edge_angle, threshold, material)
             created.append(obj)
         else:
             obj, camera = perspective_relief(name, depth, cut_matte, settings.resolution, settings.fov, settings.near,
                                              settings.far, settings.invert, settings.edge_tolerance, threshold)
+            obj.data.materials.append(material)
             created += [obj, camera]
             context.scene.camera = camera
             context.scene.render.resolution_x, context.scene.render.resolution_y = depth.shape[1], depth.shape[0]
-        wm.progress_update(1)
-        photo = settings.photo if settings.photo and os.path.isfile(bpy.path.abspath(settings.photo)) else None
-        alpha = matte if settings.matte_mode == "ALPHA" else None
-        obj.data.materials.append(relief_material(name, photo, predicted.get("normal"), alpha))
         wm.progress_update(2)
         for item in created:
             context.collection.objects.link(item)

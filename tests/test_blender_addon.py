@@ -131,7 +131,11 @@ def test_material_links_and_colour_spaces(scene, step_maps):
     Image.fromarray(np.full((48, 64, 3), 128, np.uint8)).save(folder / "shot.png")
     scene.photo, scene.matte_mode = str(folder / "shot.png"), "ALPHA"
     bpy.ops.genpercept.build_relief("EXEC_DEFAULT")
-    material = bpy.context.active_object.data.materials[0]
+    obj = bpy.context.active_object
+    material = obj.data.materials[0]
+    rendered = obj.evaluated_get(bpy.context.evaluated_depsgraph_get()).to_mesh()
+    assert rendered.materials[rendered.polygons[0].material_index].original == material  # nodes-made geometry carries it
+    assert "UVMap" in rendered.uv_layers
     shader = next(n for n in material.node_tree.nodes if n.type == "BSDF_PRINCIPLED")
 
     def source(socket):
