@@ -160,6 +160,7 @@ def test_predicts_from_a_photo_with_the_embedded_model(scene, addon, external):
 
 @pytest.mark.parametrize("case,message", [
     ("no_photo", "choose a photo first"),
+    ("corrupt_photo", "cannot read .*as an image"),
     ("corrupt_depth", "cannot read"),
     ("missing_depth", "map file not found"),
     ("size_mismatch", "use maps of the same photo"),
@@ -168,6 +169,9 @@ def test_errors_are_reported_not_raised_as_tracebacks(scene, step_maps, case, me
     folder, _, _ = step_maps
     if case == "no_photo":
         scene.source = "PHOTO"
+    elif case == "corrupt_photo":
+        (folder / "broken.jpg").write_bytes(b"\xff\xd8\xff not a jpeg")
+        scene.source, scene.photo = "PHOTO", str(folder / "broken.jpg")
     elif case == "corrupt_depth":
         (folder / "bad_depth.png").write_bytes(b"\x89PNG\r\n\x1a\n garbage")
         scene.depth_file = str(folder / "bad_depth.png")
