@@ -61,11 +61,11 @@ class GenPerceptModel:
 
     @property
     def tasks(self) -> list[str]:
-        return sorted(self.predictor._tasks)
+        return self.predictor.loaded_tasks
 
     def ready(self, task: str) -> GenPerceptPredictor:
         """Load the weights onto the working device (through ComfyUI's memory manager when present)."""
-        if task not in self.predictor._tasks:
+        if task not in self.predictor.loaded_tasks:
             raise GenPerceptError(f"this GenPercept model was loaded without the {task} task: enable '{task}' on the loader node")
         if self.patcher is not None:
             import comfy.model_management

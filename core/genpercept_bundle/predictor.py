@@ -131,6 +131,10 @@ class GenPerceptPredictor:
 
         return self.model.available_tasks(TASKS.values())
 
+    @property
+    def loaded_tasks(self) -> list[str]:
+        return sorted(self._tasks)
+
     def load_task(self, name: str):
         """Load (once) the UNet and empty-text embedding of a task."""
         task = get_task(name)
