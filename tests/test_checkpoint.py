@@ -111,7 +111,8 @@ def test_hub_id_offline_names_the_folder(tmp_path, monkeypatch):
         open_model_folder("guangkaixu/genpercept-models", [get_task("depth")])
     message = str(error.value)
     assert str(tmp_path / "models" / "guangkaixu--genpercept-models") in message
-    assert "unet_depth_v2/config.json" in message and "vae/*.safetensors" in message
+    assert "unet_depth_v2/config.json + unet_depth_v2/diffusion_pytorch_model.safetensors" in message
+    assert "vae/config.json + vae/diffusion_pytorch_model.safetensors" in message
     assert "unet_normal_v2" not in message  # only what the requested task needs
 
 

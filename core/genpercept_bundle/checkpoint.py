@@ -118,7 +118,8 @@ def _hub_folder(repo_id: str, local: Path, tasks, allow_download: bool) -> Path:
     needed = _hub_patterns(tasks)
     if local.is_dir() and _has_task_files(local, tasks):
         return local
-    expected = "; ".join(needed)
+    folders = ["vae"] + [task.unet_folders[0] for task in tasks]
+    expected = ", ".join(f"{folder}/config.json + {folder}/{WEIGHTS_NAME}" for folder in folders)
     if not allow_download:
         raise GenPerceptError(f"model {repo_id} is not downloaded: put {expected} into {local}")
     try:
