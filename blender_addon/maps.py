@@ -114,7 +114,7 @@ def predict_in_process(photo: str, tasks, model: str = "") -> dict:
             _PREDICTORS[key] = GenPerceptPredictor.from_pretrained(model or None, list(tasks), device="auto")
         predictor = _PREDICTORS[key]
         rgb = load_image(photo)
-        return {task: predictor.predict(rgb, task).maps[0] for task in tasks}
+        return {task: prediction.maps[0] for task, prediction in predictor.predict_tasks(rgb, tasks).items()}
     except GenPerceptError as error:
         raise MapError(str(error)) from error
 

@@ -112,6 +112,19 @@ def test_deterministic_and_batch_consistent(tiny_predictor):
     np.testing.assert_allclose(first, one_by_one, atol=1e-5)
 
 
+def test_several_tasks_share_one_encoding_and_match_single_runs(tiny_predictor):
+    rgb = np.random.default_rng(4).integers(0, 256, (40, 52, 3), dtype=np.uint8)
+    encodings = []
+    handle = tiny_predictor.vae.encoder.register_forward_hook(lambda *args: encodings.append(1))
+    try:
+        together = tiny_predictor.predict_tasks(rgb, ["depth", "normal", "matte"], processing_res=64)
+    finally:
+        handle.remove()
+    assert len(encodings) == 1
+    for task, prediction in together.items():
+        assert np.array_equal(prediction.raw, tiny_predictor.predict(rgb, task, processing_res=64).raw)
+
+
 def test_progress_callback_and_interrupt(tiny_predictor):
     rgb = np.random.default_rng(3).integers(0, 256, (3, 24, 24, 3), dtype=np.uint8)
     seen = []

@@ -142,8 +142,7 @@ def run_predict(args) -> int:
             tqdm.write(f"genpercept: skipped: {error}", file=sys.stderr)
             failures += 1
             continue
-        for task in tasks:
-            prediction = predictor.predict(rgb, task, args.processing_res, args.batch_size)
+        for prediction in predictor.predict_tasks(rgb, tasks, args.processing_res, args.batch_size).values():
             write_outputs(args, path, prediction)
     if failures:
         print(f"genpercept: error: {failures} of {len(inputs)} images could not be read", file=sys.stderr)

@@ -24,17 +24,15 @@ def evaluate(predictor, dataset, split="test", tasks=("depth", "normal", "matte"
     scores: dict[str, list[dict]] = {}
     for sample_id in tqdm(sample_ids(dataset, split)[:limit], desc=f"evaluating {split}", disable=not progress or None):
         sample = read_sample(dataset, split, sample_id, settings)
-        for task in tasks:
-            truth = {"depth": sample.depth, "normal": sample.normal, "matte": sample.alpha}[task]
-            if truth is None:
-                continue
-            if predictor is not None:
-                maps = predictor.predict(sample.rgb, task, processing_res).maps[0]
-                scores.setdefault(task, []).append(_score(task, maps, sample))
-            if baselines and task == "depth":
-                for kind in DEPTH_BASELINES:
-                    guess = baseline_depth(kind, *sample.depth.shape)
-                    scores.setdefault(f"depth_{kind}", []).append(_score("depth", guess, sample))
+        truths = {"depth": sample.depth, "normal": sample.normal, "matte": sample.alpha}
+        scored = [task for task in tasks if truths[task] is not None]
+        if predictor is not None and scored:
+            for task, prediction in predictor.predict_tasks(sample.rgb, scored, processing_res).items():
+                scores.setdefault(task, []).append(_score(task, prediction.maps[0], sample))
+        if baselines and "depth" in scored:
+            for kind in DEPTH_BASELINES:
+                guess = baseline_depth(kind, *sample.depth.shape)
+                scores.setdefault(f"depth_{kind}", []).append(_score("depth", guess, sample))
     return {name: {"samples": len(rows), **{k: float(np.mean([r[k] for r in rows])) for k in rows[0]}}
             for name, rows in scores.items()}
 

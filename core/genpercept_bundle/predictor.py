@@ -163,7 +163,6 @@ class GenPerceptPredictor:
             self._hashes[folder] = file_sha256(folder)
         return self._hashes[folder]
 
-    @torch.inference_mode()
     def predict(self, images, task="depth", processing_res=None, batch_size=1, on_progress=None) -> Prediction:
         """Predict ``task`` for uint8 RGB ``images`` (see ``as_rgb_batch``), ``batch_size`` at a time.
 
@@ -171,43 +170,54 @@ class GenPerceptPredictor:
         768 for the release; 0: native size). Outputs are always at the input size.
         ``on_progress(done, total)`` is called after each chunk; raising in it stops the run.
         """
+        return self.predict_tasks(images, [task], processing_res, batch_size, on_progress)[get_task(task).name]
+
+    @torch.inference_mode()
+    def predict_tasks(self, images, tasks, processing_res=None, batch_size=1, on_progress=None) -> dict[str, Prediction]:
+        """``predict`` for several tasks at once: each image is encoded by the VAE once and shared by the tasks."""
         # 1. Check inputs
-        task = get_task(task)
+        tasks = [get_task(task) for task in dict.fromkeys(tasks)]
         rgb = as_rgb_batch(images)  # [B,3,H,W] uint8
         if processing_res is None:
             processing_res = self.default_processing_resolution
         if batch_size < 1:
             raise GenPerceptError(f"batch size must be at least 1, got {batch_size}")
         check_processing_size(*rgb.shape[-2:], processing_res)
-        unet, embedding, info = self.load_task(task.name)
+        loaded = {task.name: self.load_task(task.name) for task in tasks}
 
         # 2. Run chunk by chunk
-        outputs = []
+        outputs = {task.name: [] for task in tasks}
         for start in range(0, rgb.shape[0], batch_size):
             chunk = rgb[start:start + batch_size]
-            outputs.append(self._predict_chunk(chunk, task, processing_res, unet, embedding).cpu())
+            rgb_latent = self._encode(chunk, processing_res)  # [b,4,h/8,w/8]
+            for task in tasks:
+                unet, embedding, _ = loaded[task.name]
+                outputs[task.name].append(self._perceive(rgb_latent, task, unet, embedding, chunk.shape[-2:]).cpu())
             if on_progress is not None:
                 on_progress(min(start + batch_size, rgb.shape[0]), rgb.shape[0])
-        prediction = torch.cat(outputs)  # [B,C,H,W] in [0,1]
 
-        raw = prediction[:, 0] if task.channels == 1 else prediction.permute(0, 2, 3, 1)
-        return Prediction(task.name, raw.numpy().astype(np.float32), self._provenance(task, processing_res, info))
+        predictions = {}
+        for task in tasks:
+            prediction = torch.cat(outputs[task.name])  # [B,C,H,W] in [0,1]
+            raw = prediction[:, 0] if task.channels == 1 else prediction.permute(0, 2, 3, 1)
+            provenance = self._provenance(task, processing_res, loaded[task.name][2])
+            predictions[task.name] = Prediction(task.name, raw.numpy().astype(np.float32), provenance)
+        return predictions
 
-    def _predict_chunk(self, rgb, task: Task, processing_res, unet, embedding) -> torch.Tensor:
-        input_size = tuple(rgb.shape[-2:])
-        # 1. Preprocess: uint8 resize, then [-1, 1]
+    def _encode(self, rgb, processing_res) -> torch.Tensor:
+        # Preprocess (uint8 resize, then [-1, 1]) and encode with the posterior mean
         resized = resize_rgb(rgb, processing_res)  # [b,3,h,w] uint8
         image = normalise_rgb(resized, self.dtype).to(self.device)  # [b,3,h,w]
-        # 2. Encode with the posterior mean
-        scale = self.vae.config.scaling_factor
-        rgb_latent = self.vae.encode(image).latent_dist.mode() * scale  # [b,4,h/8,w/8]
-        # 3. One UNet pass; the target latent is minus its output (v-prediction with all betas = 1)
+        return self.vae.encode(image).latent_dist.mode() * self.vae.config.scaling_factor  # [b,4,h/8,w/8]
+
+    def _perceive(self, rgb_latent, task: Task, unet, embedding, input_size) -> torch.Tensor:
+        # One UNet pass; the target latent is minus its output (v-prediction with all betas = 1)
         timestep = torch.tensor([int(self.model.settings["timestep"])], device=self.device, dtype=torch.long)
         conditioning = embedding.expand(rgb_latent.shape[0], -1, -1)  # [b,N,D]
         target_latent = -unet(rgb_latent, timestep, encoder_hidden_states=conditioning).sample  # [b,4,h/8,w/8]
-        # 4. Decode and finish at the input size
-        decoded = self.vae.decode(target_latent / scale).sample  # [b,3,h',w']
-        return finish_prediction(decoded, task.channels, input_size)  # [b,C,H,W]
+        # Decode and finish at the input size
+        decoded = self.vae.decode(target_latent / self.vae.config.scaling_factor).sample  # [b,3,h',w']
+        return finish_prediction(decoded, task.channels, tuple(input_size))  # [b,C,H,W]
 
     def _provenance(self, task: Task, processing_res: int, info: dict) -> dict:
         import diffusers
