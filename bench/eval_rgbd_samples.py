@@ -8,7 +8,6 @@ delta1 after least-squares scale and shift alignment. Evaluation only: nothing h
 """
 
 import argparse
-import json
 from pathlib import Path
 
 import cv2

@@ -10,9 +10,6 @@ import tempfile
 
 import numpy as np
 
-MAP_SUFFIXES = (".exr", ".png", ".npy", ".tif", ".tiff")
-
-
 class MapError(Exception):
     """A problem the user can fix; the operator reports its message in Blender's UI."""
 
@@ -75,17 +72,15 @@ def bpy_path(path: str) -> str:
         return path
 
 
-def find_maps(photo: str, folder: str = "") -> dict:
-    """Maps named like our CLI writes them (<stem>_depth.exr, ...) next to the photo or in ``folder``."""
-    stem = os.path.splitext(os.path.basename(photo))[0]
-    search = [folder or os.path.dirname(os.path.abspath(photo))]
+def find_maps(photo: str) -> dict:
+    """Maps named like our CLI writes them (<stem>_depth.exr, ...) next to the photo; EXR, then .npy, then PNG."""
+    stem = os.path.splitext(os.path.abspath(photo))[0]
     found = {}
     for task in ("depth", "normal", "matte"):
-        for directory in search:
-            for suffix in (".exr", ".npy", ".png"):
-                candidate = os.path.join(directory, f"{stem}_{task}{suffix}")
-                if os.path.isfile(candidate):
-                    found.setdefault(task, candidate)
+        candidates = [f"{stem}_{task}{suffix}" for suffix in (".exr", ".npy", ".png")]
+        match = next((path for path in candidates if os.path.isfile(path)), None)
+        if match:
+            found[task] = match
     return found
 
 

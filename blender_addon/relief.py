@@ -183,12 +183,16 @@ def bake(obj) -> "bpy.types.Object":
     return obj
 
 
+def cell_centres(height, width, rows, columns):
+    """Pixel coordinates (row, column arrays) of the centres of a rows x columns grid of cells over the image."""
+    return (np.arange(rows) + 0.5) * height / rows - 0.5, (np.arange(columns) + 0.5) * width / columns - 0.5
+
+
 def perspective_points(depth, fov_degrees, near, far, resolution, invert=False):
     """Camera-space vertices [rows, cols, 3] (camera at the origin looking down -Z) and the focal length in pixels."""
     rows, columns = grid_size(*depth.shape, resolution)
     h, w = depth.shape
-    ys = (np.arange(rows) + 0.5) * h / rows - 0.5
-    xs = (np.arange(columns) + 0.5) * w / columns - 0.5
+    ys, xs = cell_centres(h, w, rows, columns)
     sampled = _bilinear(depth, ys, xs)
     relative = 1.0 - sampled if invert else sampled
     distance = near + relative * (far - near)
@@ -253,11 +257,7 @@ def perspective_relief(name, depth, matte=None, resolution=256, fov=60.0, near=2
                        relative_tolerance=0.04, matte_threshold=0.0):
     """(mesh object, camera object) aligned so the camera sees the mesh exactly as the photo."""
     points, focal = perspective_points(depth, fov, near, far, resolution, invert)
-    matte_sampled = None
-    if matte is not None:
-        rows, columns = points.shape[:2]
-        h, w = matte.shape
-        matte_sampled = _bilinear(matte, (np.arange(rows) + 0.5) * h / rows - 0.5, (np.arange(columns) + 0.5) * w / columns - 0.5)
+    matte_sampled = None if matte is None else _bilinear(matte, *cell_centres(*matte.shape, *points.shape[:2]))
     keep = perspective_keep(points, matte_sampled, relative_tolerance, matte_threshold)
     obj = bpy.data.objects.new(name, mesh_from_grid(name, points, grid_faces(*points.shape[:2], keep)))
     camera = bpy.data.objects.new(f"{name} camera", bpy.data.cameras.new(f"{name} camera"))

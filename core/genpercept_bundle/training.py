@@ -14,7 +14,6 @@ result in the released layout (``unet_<task>_v2/`` or ``vae/``).
 """
 
 import json
-import shutil
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -347,7 +346,4 @@ def _has_ground_truth(dataset, task) -> bool:
     suffix = {"depth": "depth", "normal": "normal", "matte": "alpha"}[task]
     return any((Path(dataset) / "train").glob(f"*_{suffix}.png"))
 
-
-def clean_checkpoints(out: Path):
-    shutil.rmtree(Path(out) / "checkpoint", ignore_errors=True)
 
