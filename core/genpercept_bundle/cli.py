@@ -88,6 +88,9 @@ def _add_training_commands(commands):
     unet.add_argument("--embedding-model", type=Path, default=None,
                       help="model folder holding the empty-text embedding (default: the VAE's parent)")
     unet.add_argument("--lora-rank", type=int, default=0, help="train LoRA adapters of this rank instead of all weights")
+    unet.add_argument("--latent-steps", type=int, default=0,
+                      help="the first N of --steps regress the encoded target latent (cheap: no decoder pass), "
+                           "the rest use the pixel-space losses")
 
     evaluate = commands.add_parser("eval", help="score a model on a dataset folder")
     evaluate.add_argument("dataset", type=Path)
@@ -239,7 +242,7 @@ def run_train(args) -> int:
     config = TrainConfig(steps=args.steps, batch_size=args.batch_size, grad_accumulation=args.grad_accumulation,
                          lr=args.lr, warmup=args.warmup, width=width, height=height, seed=args.seed,
                          checkpoint_every=args.checkpoint_every, device=args.device, dtype=args.dtype,
-                         lora_rank=getattr(args, "lora_rank", 0))
+                         lora_rank=getattr(args, "lora_rank", 0), latent_steps=getattr(args, "latent_steps", 0))
     if args.command == "train-vae":
         result = train_vae(args.dataset, args.out, config, resume=not args.no_resume)
     else:

@@ -8,6 +8,9 @@
   depth MSE + 0.5 SSI + 2 gradient, normals angular, matte MSE. Left-right
   flips (negating normal X), gradient accumulation, warm-up + exponential
   decay, checkpoint/resume, optional LoRA (PEFT), any device/dtype.
+  Optionally a cheaper first stage (``latent_steps``) regresses the encoded
+  target latent instead (Marigold-style MSE, no decoder pass): on a CPU the
+  decoder's forward and backward are ~5x the small UNet's cost.
 
 A run folder holds ``checkpoint/`` (resume state, safetensors + JSON) and the
 result in the released layout (``unet_<task>_v2/`` or ``vae/``).
@@ -37,7 +40,8 @@ from .text_embedding import resolve_embedding
 
 @dataclass
 class TrainConfig:
-    steps: int = 1000
+    steps: int = 1000  # in total, latent stage included
+    latent_steps: int = 0  # the first steps regress the encoded target latent (MSE) instead of pixel losses
     batch_size: int = 8
     grad_accumulation: int = 1
     lr: float = 3e-5  # the paper's, for fine-tuning SD2.1; from scratch use ~1e-3
@@ -190,7 +194,7 @@ def _autocast(config: TrainConfig):
 def optimise(name: str, model, optimizer, config: TrainConfig, batch_loss, checkpoint_dir: Path, start: int, log):
     """The shared loop: schedule, gradient accumulation and clipping, progress bar with the loss, checkpoints.
 
-    ``batch_loss(generator)`` draws a batch and returns its loss tensor.
+    ``batch_loss(generator, step)`` draws a batch and returns its loss tensor.
     """
     from tqdm import tqdm
 
@@ -202,7 +206,7 @@ def optimise(name: str, model, optimizer, config: TrainConfig, batch_loss, check
         for group in optimizer.param_groups:
             group["lr"] = config.lr * lr_factor(step, config)
         for _ in range(config.grad_accumulation):
-            loss = batch_loss(generator)
+            loss = batch_loss(generator, step)
             (loss / config.grad_accumulation).backward()
         torch.nn.utils.clip_grad_norm_(trainable, 1.0)
         optimizer.step()
@@ -225,12 +229,14 @@ def task_loss(task: str, decoded: torch.Tensor, target: torch.Tensor, mask: torc
 
 
 @torch.no_grad()
-def encode_latents(vae: AutoencoderKL, rgb: torch.Tensor, device, batch_size=32) -> torch.Tensor:
-    """uint8 [N,3,H,W] -> RGB latents [N,4,h,w] (posterior mean x scaling factor), as at inference."""
+def encode_latents(vae: AutoencoderKL, images: torch.Tensor, device, batch_size=32) -> torch.Tensor:
+    """Photos (uint8 [N,3,H,W]) or maps (float [N,C,H,W] in [-1, 1], 1 channel replicated to 3) -> latents
+    [N,4,h,w] (posterior mean x scaling factor), as at inference."""
     latents = []
-    for start in range(0, rgb.shape[0], batch_size):
-        image = normalise_rgb(rgb[start:start + batch_size], torch.float32).to(device)
-        latents.append(vae.encode(image).latent_dist.mode().cpu() * vae.config.scaling_factor)
+    for start in range(0, images.shape[0], batch_size):
+        chunk = images[start:start + batch_size]
+        chunk = normalise_rgb(chunk, torch.float32) if chunk.dtype == torch.uint8 else chunk.expand(-1, 3, -1, -1)
+        latents.append(vae.encode(chunk.to(device)).latent_dist.mode().cpu() * vae.config.scaling_factor)
     return torch.cat(latents)
 
 
@@ -266,6 +272,11 @@ def train_unet(dataset, task: str, vae_folder, out: Path, config: TrainConfig, i
     log(f"{task_name}: {len(data)} training samples at {config.width}x{config.height}")
     latents = encode_latents(vae, data.rgb, device)  # [N,4,h,w]
     flipped_latents = encode_latents(vae, data.rgb.flip(-1), device)
+    targets, masks = data.targets[task_name], data.masks[task_name]
+    if config.latent_steps:
+        everything = torch.ones(len(data), dtype=torch.bool)
+        target_latents = encode_latents(vae, targets, device)
+        flipped_target_latents = encode_latents(vae, flip_batch(targets, masks, everything, task_name)[0], device)
     optimizer = torch.optim.Adam([p for p in unet.parameters() if p.requires_grad], lr=config.lr)
     checkpoint_dir = out / "checkpoint" / task_name
     start = 0
@@ -275,15 +286,18 @@ def train_unet(dataset, task: str, vae_folder, out: Path, config: TrainConfig, i
     timestep = torch.tensor([1], device=device)
     scale = vae.config.scaling_factor
 
-    def batch_loss(generator):
+    def batch_loss(generator, step):
         index = torch.randint(0, len(data), (config.batch_size,), generator=generator)
         flip = torch.rand(config.batch_size, generator=generator) < 0.5
         rgb_latent = torch.where(flip[:, None, None, None], flipped_latents[index], latents[index]).to(device)
-        target, mask = flip_batch(data.targets[task_name][index], data.masks[task_name][index], flip, task_name)
         with _autocast(config):
             conditioning = embedding.expand(config.batch_size, -1, -1)
             target_latent = -unet(rgb_latent, timestep, encoder_hidden_states=conditioning).sample
+            if step < config.latent_steps:
+                truth = torch.where(flip[:, None, None, None], flipped_target_latents[index], target_latents[index])
+                return F.mse_loss(target_latent.float(), truth.to(device))
             decoded = vae.decode(target_latent / scale).sample  # frozen decoder, gradients flow through
+        target, mask = flip_batch(targets[index], masks[index], flip, task_name)
         return task_loss(task_name, decoded.float(), target.to(device), mask.to(device))
 
     optimise(task_name, unet, optimizer, config, batch_loss, checkpoint_dir, start, log)
@@ -322,7 +336,7 @@ def train_vae(dataset, out: Path, config: TrainConfig, architecture="small", kl_
     if resume and (checkpoint_dir / "state.json").is_file():
         start, _ = load_state(checkpoint_dir, vae, optimizer)
 
-    def batch_loss(generator):
+    def batch_loss(generator, step):
         index = torch.randint(0, len(images), (config.batch_size,), generator=generator)
         batch = images[index].to(device)
         flip = torch.rand(config.batch_size, generator=generator) < 0.5
