@@ -22,6 +22,7 @@ import numpy as np
 SKY_DEPTH = 0.0  # invalid
 FAR_CLIP = 60.0  # metres; outdoor geometry beyond it counts as sky (fits 16-bit millimetre PNGs)
 SUPERSAMPLING = 2
+INDOOR_FRACTION = 0.9  # GenPercept's depth/normal training mix: Hypersim (indoor) 0.9, Virtual KITTI (outdoor) 0.1
 
 
 @dataclass
@@ -250,7 +251,7 @@ def _hero(rng, view):
 def random_scene(seed: int):
     """A scene description: shapes in camera space, light, sky, hero, camera intrinsics, defocus."""
     rng = np.random.default_rng(seed)
-    camera, yaw, pitch, world_shapes, light, sky = (_room if rng.random() < 0.6 else _outdoor)(rng)
+    camera, yaw, pitch, world_shapes, light, sky = (_room if rng.random() < INDOOR_FRACTION else _outdoor)(rng)
     to_camera = _rotation(yaw, pitch).T  # world -> camera rotation
 
     def point(p):
