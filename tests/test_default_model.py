@@ -66,3 +66,21 @@ def test_matte_separates_the_foreground(predictor):
         alpha = predictor.predict(frame["rgb"], "matte").maps[0]
         inside, outside = frame["alpha"] > 0.99, frame["alpha"] < 0.01
         assert alpha[inside].mean() > alpha[outside].mean() + 0.3
+
+
+def test_train_default_runs_every_stage_at_a_tiny_scale(tmp_path):
+    """The one reproduction command end to end (a few steps per stage, UNets in two worker processes)."""
+    from genpercept_bundle.cli import main
+
+    workdir, export = tmp_path / "run", tmp_path / "export"
+    assert main(["train-default", "--workdir", str(workdir), "--export-to", str(export), "--scale", "0.004",
+                 "--workers", "2"]) == 0
+    settings = json.loads((export / "genpercept_bundle.json").read_text())
+    assert settings["recipe"]["unet"]["depth"]["latent_steps"] < settings["recipe"]["unet"]["depth"]["steps"]
+    for task in ("depth", "normal", "matte"):
+        history = json.loads((workdir / "model" / "checkpoint" / task / "state.json").read_text())["history"]
+        assert len(history) == settings["recipe"]["unet"][task]["steps"]
+    predictor = GenPerceptPredictor.from_pretrained(str(export), ["depth", "normal", "matte"], device="cpu")
+    frame = render(random_scene(1), height=48, width=64)
+    results = predictor.predict_tasks(frame["rgb"], ["depth", "normal", "matte"], 64)
+    assert results["normal"].maps[0].shape == (48, 64, 3) and np.isfinite(results["depth"].maps[0]).all()

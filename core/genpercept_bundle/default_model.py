@@ -4,7 +4,10 @@
 2. train the small VAE on photos and maps (reconstruction);
 3. fix the empty-text embedding (a seeded random [1,2,64] constant: the small
    model has no text encoder; the UNet learns around it);
-4. train the depth, normal and matte UNets with GenPercept's recipe;
+4. train the depth, normal and matte UNets with GenPercept's recipe, after a
+   cheaper latent-regression stage (see ``TrainConfig.latent_steps``); with
+   ``workers`` > 1 the tasks train side by side, one thread each (on 2 cores
+   that is ~1.4x the throughput of one process with two threads);
 5. export to ``default_model/`` in the released layout, weights in fp16 (as the
    release's VAE), with ``genpercept_bundle.json`` holding the settings.
 
@@ -12,6 +15,7 @@ Every stage is resumable: rerunning the command continues where it stopped.
 """
 
 import json
+import os
 import shutil
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -29,10 +33,10 @@ from .training import TrainConfig, train_unet, train_vae
 TASKS = ("depth", "normal", "matte")
 RECIPE = {
     "data": {"train": 2400, "test": 120, "size": (256, 192), "seed": 0},
-    "vae": TrainConfig(steps=1500, batch_size=8, lr=1e-3, warmup=50, final_lr_fraction=0.05),
-    "unet": {"depth": TrainConfig(steps=1500, batch_size=8, lr=1e-3, warmup=50, final_lr_fraction=0.05),
-             "normal": TrainConfig(steps=1000, batch_size=8, lr=1e-3, warmup=50, final_lr_fraction=0.05),
-             "matte": TrainConfig(steps=1000, batch_size=8, lr=1e-3, warmup=50, final_lr_fraction=0.05)},
+    "vae": TrainConfig(steps=2000, batch_size=8, lr=1e-3, warmup=50, final_lr_fraction=0.05),
+    "unet": {"depth": TrainConfig(steps=7300, latent_steps=7000, batch_size=8, lr=1e-3, warmup=100, final_lr_fraction=0.05),
+             "normal": TrainConfig(steps=4700, latent_steps=4500, batch_size=8, lr=1e-3, warmup=100, final_lr_fraction=0.05),
+             "matte": TrainConfig(steps=3700, latent_steps=3500, batch_size=8, lr=1e-3, warmup=100, final_lr_fraction=0.05)},
     "processing_resolution": 192,
 }
 
@@ -47,21 +51,40 @@ def build_default_model(workdir: Path, export_to: Path = DEFAULT_MODEL_DIR, work
     model = workdir / "model"
 
     def scaled(config):
-        return replace(config, steps=max(2, int(config.steps * scale)), warmup=max(1, int(config.warmup * scale)))
+        return replace(config, steps=max(2, int(config.steps * scale)), warmup=max(1, int(config.warmup * scale)),
+                       latent_steps=int(config.latent_steps * scale))
 
     if not (model / "vae").is_dir():
         train_vae(data, model, scaled(RECIPE["vae"]), log=log)
     if "v2" not in load_cached_embeddings(model):
         generator = torch.Generator().manual_seed(2024)
         save_embedding_cache(model, {"v2": torch.randn(1, 2, SMALL_UNET["cross_attention_dim"], generator=generator)})
-    for task in TASKS:
-        if not (model / get_task(task).unet_folders[0]).is_dir():
-            train_unet(data, task, model / "vae", model, scaled(RECIPE["unet"][task]), log=log)
+    missing = [task for task in TASKS if not (model / get_task(task).unet_folders[0]).is_dir()]
+    missing.sort(key=lambda task: -RECIPE["unet"][task].steps)  # longest first, so the workers finish together
+    jobs = [(data, task, model, scaled(RECIPE["unet"][task])) for task in missing]
+    if workers > 1 and len(jobs) > 1:
+        from multiprocessing import get_context
+
+        with get_context("spawn").Pool(min(workers, len(jobs)), _share_cores, (workers,)) as pool:
+            for finished in pool.imap_unordered(_train_task, jobs):
+                log(f"wrote {finished}")
+    else:
+        for job in jobs:
+            _train_task(job, log)
     settings = {"default_processing_resolution": RECIPE["processing_resolution"], "timestep": 1,
                 "recipe": {"data": {**data_recipe, **splits}, "vae": asdict(scaled(RECIPE["vae"])),
                            "unet": {task: asdict(scaled(config)) for task, config in RECIPE["unet"].items()}}}
     (model / SETTINGS_NAME).write_text(json.dumps(settings, indent=2))
     return export_model(model, export_to)
+
+
+def _share_cores(workers: int):
+    torch.set_num_threads(max(1, (os.cpu_count() or 1) // workers))
+
+
+def _train_task(job, log=print) -> Path:
+    data, task, model, config = job
+    return train_unet(data, task, model / "vae", model, config, log=log)
 
 
 def export_model(model: Path, target: Path) -> Path:
