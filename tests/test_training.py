@@ -7,6 +7,7 @@ import torch
 from safetensors.torch import load_file
 
 from genpercept_bundle import GenPerceptPredictor, get_task
+from genpercept_bundle.errors import GenPerceptError
 from genpercept_bundle.architectures import write_random_checkpoint
 from genpercept_bundle.dataset import generate_dataset
 from genpercept_bundle.training import TrainConfig, train_unet, train_vae
@@ -50,18 +51,25 @@ def test_unet_loss_decreases_and_result_loads(data, base_model, tmp_path, task):
     assert predictor.predict(torch.zeros(1, 3, 48, 64, dtype=torch.uint8), task, 64).raw.shape[:3] == (1, 48, 64)
 
 
-def test_latent_stage_fits_the_encoded_target_then_pixel_losses_take_over(data, base_model, tmp_path):
-    """Latent-space MSE only (no decoder in the loop) must still bring the decoded matte towards the truth."""
+def test_latent_stage_skips_the_decoder_yet_fits_the_decoded_matte(data, base_model, tmp_path, monkeypatch):
+    """Latent-space MSE alone (no decoder pass) brings the decoded matte towards the truth; resumed past the
+    latent stage, every step goes through the decoder (the pixel-space losses)."""
+    from diffusers import AutoencoderKL
+
     from genpercept_bundle.evaluation import evaluate
 
+    decodes = []
+    decode = AutoencoderKL.decode
+    monkeypatch.setattr(AutoencoderKL, "decode", lambda vae, *args, **kwargs: decodes.append(1) or decode(vae, *args, **kwargs))
     run, initial = tmp_path / "run", tmp_path / "initial"
-    train_unet(data, "matte", base_model / "vae", run, small_config(steps=60, latent_steps=50), architecture="tiny",
+    train_unet(data, "matte", base_model / "vae", run, small_config(steps=50, latent_steps=50), architecture="tiny",
                log=lambda _: None)
+    assert decodes == []
     losses = history(run, "matte")
-    assert len(losses) == 60
     assert sum(losses[40:50]) / 10 < 0.5 * sum(losses[:10]) / 10  # the latent regression converges
     train_unet(data, "matte", base_model / "vae", initial, small_config(steps=1, lr=0.0), architecture="tiny",
                log=lambda _: None)  # the same random init, untrained
+    monkeypatch.undo()
     mse = {}
     for folder in (run, initial):
         for item in ("vae", "empty_text_embed.safetensors"):
@@ -69,6 +77,17 @@ def test_latent_stage_fits_the_encoded_target_then_pixel_losses_take_over(data, 
         predictor = GenPerceptPredictor.from_pretrained(folder, tasks=["matte"])
         mse[folder] = evaluate(predictor, data, "train", ["matte"], progress=False)["matte"]["mse"]
     assert mse[run] < 0.8 * mse[initial]
+
+    monkeypatch.setattr(AutoencoderKL, "decode", lambda vae, *args, **kwargs: decodes.append(1) or decode(vae, *args, **kwargs))
+    decodes.clear()
+    train_unet(data, "matte", base_model / "vae", run, small_config(steps=60, latent_steps=50), architecture="tiny",
+               log=lambda _: None)
+    assert len(decodes) == 10 and len(history(run, "matte")) == 60
+
+
+def test_latent_steps_beyond_the_total_are_refused():
+    with pytest.raises(GenPerceptError, match=r"latent steps \(80\) must be between 0 and the total steps \(60\)"):
+        TrainConfig(steps=60, latent_steps=80)
 
 
 def test_resume_continues_from_the_checkpoint(data, base_model, tmp_path):

@@ -7,7 +7,7 @@
 4. train the depth, normal and matte UNets with GenPercept's recipe, after a
    cheaper latent-regression stage (see ``TrainConfig.latent_steps``); with
    ``workers`` > 1 the tasks train side by side, one thread each (on 2 cores
-   that is ~1.4x the throughput of one process with two threads);
+   that is ~1.3x the throughput of one process with two threads);
 5. export to ``default_model/`` in the released layout, weights in fp16 (as the
    release's VAE), with ``genpercept_bundle.json`` holding the settings.
 

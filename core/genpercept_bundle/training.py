@@ -55,6 +55,11 @@ class TrainConfig:
     device: str = "cpu"
     dtype: str = "float32"  # autocast dtype for the forward pass; weights stay fp32
 
+    def __post_init__(self):
+        if not 0 <= self.latent_steps <= self.steps:
+            raise GenPerceptError(f"latent steps ({self.latent_steps}) must be between 0 and the total steps "
+                                  f"({self.steps}): --steps counts both stages")
+
 
 def lr_factor(step: int, config: TrainConfig) -> float:
     """GenPercept's IterExponential: linear warm-up, then exponential decay to ``final_lr_fraction``."""
@@ -273,16 +278,16 @@ def train_unet(dataset, task: str, vae_folder, out: Path, config: TrainConfig, i
     latents = encode_latents(vae, data.rgb, device)  # [N,4,h,w]
     flipped_latents = encode_latents(vae, data.rgb.flip(-1), device)
     targets, masks = data.targets[task_name], data.masks[task_name]
-    if config.latent_steps:
-        everything = torch.ones(len(data), dtype=torch.bool)
-        target_latents = encode_latents(vae, targets, device)
-        flipped_target_latents = encode_latents(vae, flip_batch(targets, masks, everything, task_name)[0], device)
     optimizer = torch.optim.Adam([p for p in unet.parameters() if p.requires_grad], lr=config.lr)
     checkpoint_dir = out / "checkpoint" / task_name
     start = 0
     if resume and (checkpoint_dir / "state.json").is_file():
         start, _ = load_state(checkpoint_dir, unet, optimizer)
         log(f"{task_name}: resumed at step {start}")
+    if start < config.latent_steps:
+        everything = torch.ones(len(data), dtype=torch.bool)
+        target_latents = encode_latents(vae, targets, device)
+        flipped_target_latents = encode_latents(vae, flip_batch(targets, masks, everything, task_name)[0], device)
     timestep = torch.tensor([1], device=device)
     scale = vae.config.scaling_factor
 
