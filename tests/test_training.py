@@ -119,3 +119,19 @@ def test_vae_training_fits_a_scaling_factor(data, tmp_path):
     config = json.loads((result / "config.json").read_text())
     assert config["scaling_factor"] != 0.18215 and config["scaling_factor"] > 0
     assert len(history(tmp_path / "run", "vae")) == 4
+
+
+def test_weight_average_is_what_gets_saved_and_survives_resume(data, base_model, tmp_path):
+    run = tmp_path / "run"
+    config = small_config(steps=20, ema_decay=0.9)
+    result = train_unet(data, "matte", base_model / "vae", run, config, architecture="tiny", log=lambda _: None)
+    state = load_file(run / "checkpoint" / "matte" / "state.safetensors")
+    saved = load_file(result / "diffusion_pytorch_model.safetensors")
+    # the exported weights are the average, which lags behind the last step's weights
+    assert torch.equal(saved["conv_in.weight"], state["ema.conv_in.weight"])
+    assert not torch.allclose(state["ema.conv_in.weight"], state["model.conv_in.weight"])
+    # resuming a finished run restores the average rather than exporting the last step
+    train_unet(data, "matte", base_model / "vae", run, config, architecture="tiny", log=lambda _: None)
+    assert torch.equal(load_file(result / "diffusion_pytorch_model.safetensors")["conv_in.weight"], saved["conv_in.weight"])
+    with pytest.raises(GenPerceptError, match="EMA decay"):
+        TrainConfig(ema_decay=1.0)

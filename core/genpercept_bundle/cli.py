@@ -76,6 +76,9 @@ def _add_training_commands(commands):
                              help="autocast dtype of the forward pass")
         command.add_argument("--seed", type=int, default=2024)
         command.add_argument("--no-resume", action="store_true", help="start over even if a checkpoint exists")
+        command.add_argument("--ema-decay", type=float, default=0.0,
+                             help="save an exponential moving average of the weights (e.g. 0.999); 0 = the last step's")
+        command.add_argument("--scenes", type=int, default=None, help="train on the first N scenes only")
 
     vae = commands.add_parser("train-vae", help="train a VAE from scratch (reconstruction of photos and maps)")
     training_options(vae, 600, 1e-3)
@@ -242,12 +245,13 @@ def run_train(args) -> int:
     config = TrainConfig(steps=args.steps, batch_size=args.batch_size, grad_accumulation=args.grad_accumulation,
                          lr=args.lr, warmup=args.warmup, width=width, height=height, seed=args.seed,
                          checkpoint_every=args.checkpoint_every, device=args.device, dtype=args.dtype,
-                         lora_rank=getattr(args, "lora_rank", 0), latent_steps=getattr(args, "latent_steps", 0))
+                         lora_rank=getattr(args, "lora_rank", 0), latent_steps=getattr(args, "latent_steps", 0),
+                         ema_decay=args.ema_decay)
     if args.command == "train-vae":
-        result = train_vae(args.dataset, args.out, config, resume=not args.no_resume)
+        result = train_vae(args.dataset, args.out, config, resume=not args.no_resume, scenes=args.scenes)
     else:
         result = train_unet(args.dataset, args.task, args.vae, args.out, config, init_unet=args.init,
-                            embedding_model=args.embedding_model, resume=not args.no_resume)
+                            embedding_model=args.embedding_model, resume=not args.no_resume, scenes=args.scenes)
     print(f"wrote {result}")
     return 0
 

@@ -32,11 +32,12 @@ from .training import TrainConfig, train_unet, train_vae
 
 TASKS = ("depth", "normal", "matte")
 RECIPE = {
-    "data": {"train": 2400, "test": 120, "size": (256, 192), "seed": 0},
+    "data": {"train": 4800, "test": 120, "size": (256, 192), "seed": 0},
     "vae": TrainConfig(steps=2000, batch_size=8, lr=1e-3, warmup=50, final_lr_fraction=0.05),
-    "unet": {"depth": TrainConfig(steps=7300, latent_steps=7000, batch_size=8, lr=1e-3, warmup=100, final_lr_fraction=0.05),
-             "normal": TrainConfig(steps=4700, latent_steps=4500, batch_size=8, lr=1e-3, warmup=100, final_lr_fraction=0.05),
-             "matte": TrainConfig(steps=3700, latent_steps=3500, batch_size=8, lr=1e-3, warmup=100, final_lr_fraction=0.05)},
+    "vae_scenes": 2400,  # reconstruction needs less variety than perception: the first half of the scenes
+    "unet": {task: TrainConfig(steps=latent + 300, latent_steps=latent, batch_size=8, lr=1e-3, warmup=100,
+                               final_lr_fraction=0.05, ema_decay=0.999)
+             for task, latent in (("depth", 15000), ("normal", 5000), ("matte", 8500))},
     "processing_resolution": 192,
 }
 
@@ -55,7 +56,7 @@ def build_default_model(workdir: Path, export_to: Path = DEFAULT_MODEL_DIR, work
                        latent_steps=int(config.latent_steps * scale))
 
     if not (model / "vae").is_dir():
-        train_vae(data, model, scaled(RECIPE["vae"]), log=log)
+        train_vae(data, model, scaled(RECIPE["vae"]), scenes=max(4, int(RECIPE["vae_scenes"] * scale)), log=log)
     if "v2" not in load_cached_embeddings(model):
         generator = torch.Generator().manual_seed(2024)
         save_embedding_cache(model, {"v2": torch.randn(1, 2, SMALL_UNET["cross_attention_dim"], generator=generator)})
@@ -73,6 +74,7 @@ def build_default_model(workdir: Path, export_to: Path = DEFAULT_MODEL_DIR, work
             _train_task(job, log)
     settings = {"default_processing_resolution": RECIPE["processing_resolution"], "timestep": 1,
                 "recipe": {"data": {**data_recipe, **splits}, "vae": asdict(scaled(RECIPE["vae"])),
+                           "vae_scenes": max(4, int(RECIPE["vae_scenes"] * scale)),
                            "unet": {task: asdict(scaled(config)) for task, config in RECIPE["unet"].items()}}}
     (model / SETTINGS_NAME).write_text(json.dumps(settings, indent=2))
     return export_model(model, export_to)

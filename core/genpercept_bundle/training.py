@@ -47,6 +47,7 @@ class TrainConfig:
     lr: float = 3e-5  # the paper's, for fine-tuning SD2.1; from scratch use ~1e-3
     warmup: int = 100
     final_lr_fraction: float = 0.01
+    ema_decay: float = 0.0  # > 0: save an exponential moving average of the weights (e.g. 0.999), not the last step
     width: int = 192
     height: int = 144
     seed: int = 2024
@@ -59,6 +60,8 @@ class TrainConfig:
         if not 0 <= self.latent_steps <= self.steps:
             raise GenPerceptError(f"latent steps ({self.latent_steps}) must be between 0 and the total steps "
                                   f"({self.steps}): --steps counts both stages")
+        if not 0 <= self.ema_decay < 1:
+            raise GenPerceptError(f"EMA decay must be in [0, 1) (0 = off, typical 0.999), got {self.ema_decay}")
 
 
 def lr_factor(step: int, config: TrainConfig) -> float:
@@ -151,11 +154,14 @@ def flip_batch(target, mask, flip: torch.Tensor, task: str):
 # ---------------------------------------------------------------- resume state
 
 
-def save_state(folder: Path, model: torch.nn.Module, optimizer, step: int, extra: dict):
-    """Resume state without pickle: trainable weights and Adam moments as safetensors, the rest JSON."""
+def save_state(folder: Path, model: torch.nn.Module, optimizer, step: int, extra: dict,
+               average: "WeightAverage | None" = None):
+    """Resume state without pickle: trainable weights, their average and Adam moments as safetensors, the rest JSON."""
     folder.mkdir(parents=True, exist_ok=True)
     names = {id(p): n for n, p in model.named_parameters() if p.requires_grad}
     tensors = {f"model.{n}": p.detach().cpu().contiguous() for n, p in model.named_parameters() if p.requires_grad}
+    if average is not None:
+        tensors.update({f"ema.{n}": t.cpu().contiguous() for n, t in average.shadow.items()})
     for parameter, state in optimizer.state.items():
         for key in ("exp_avg", "exp_avg_sq"):
             tensors[f"adam.{key}.{names[id(parameter)]}"] = state[key].detach().cpu().contiguous()
@@ -172,7 +178,13 @@ def _history(checkpoint_dir: Path, start: int) -> list[float]:
     return json.loads(state.read_text()).get("history", [])[:start] if start and state.is_file() else []
 
 
-def load_state(folder: Path, model: torch.nn.Module, optimizer) -> tuple[int, dict]:
+def _saved_step(checkpoint_dir: Path) -> int:
+    state = checkpoint_dir / "state.json"
+    return json.loads(state.read_text())["step"] if state.is_file() else 0
+
+
+def load_state(folder: Path, model: torch.nn.Module, optimizer,
+               average: "WeightAverage | None" = None) -> tuple[int, dict]:
     tensors = load_file(folder / "state.safetensors")
     meta = json.loads((folder / "state.json").read_text())
     parameters = dict(model.named_parameters())
@@ -180,12 +192,36 @@ def load_state(folder: Path, model: torch.nn.Module, optimizer) -> tuple[int, di
         for name, parameter in parameters.items():
             if f"model.{name}" in tensors:
                 parameter.copy_(tensors[f"model.{name}"])
+        if average is not None:
+            for name, shadow in average.shadow.items():
+                # a state saved without an average (EMA switched on at resume) starts it from the weights
+                shadow.copy_(tensors.get(f"ema.{name}", parameters[name]))
     for name, step in meta["adam_steps"].items():
         parameter = parameters[name]
         optimizer.state[parameter] = {"step": torch.tensor(step),
                                       "exp_avg": tensors[f"adam.exp_avg.{name}"].to(parameter.device),
                                       "exp_avg_sq": tensors[f"adam.exp_avg_sq.{name}"].to(parameter.device)}
     return meta["step"], meta
+
+
+class WeightAverage:
+    """Exponential moving average of the trainable weights, with diffusers' EMAModel warm-up of the decay
+    ((1 + step) / (10 + step)) so early steps are not averaged with the random init."""
+
+    def __init__(self, model: torch.nn.Module, decay: float):
+        self.decay = decay
+        self.parameters = {n: p for n, p in model.named_parameters() if p.requires_grad}
+        self.shadow = {n: p.detach().clone() for n, p in self.parameters.items()}
+
+    @torch.no_grad()
+    def update(self, step: int):
+        weight = 1.0 - min(self.decay, (1 + step) / (10 + step))
+        torch._foreach_lerp_(list(self.shadow.values()), [p.detach() for p in self.parameters.values()], weight)
+
+    @torch.no_grad()
+    def copy_to_model(self):
+        for name, parameter in self.parameters.items():
+            parameter.copy_(self.shadow[name])
 
 
 # ---------------------------------------------------------------- the perceiver
@@ -196,12 +232,19 @@ def _autocast(config: TrainConfig):
     return torch.autocast(torch.device(config.device).type, dtype=dtype, enabled=dtype is not None)
 
 
-def optimise(name: str, model, optimizer, config: TrainConfig, batch_loss, checkpoint_dir: Path, start: int, log):
-    """The shared loop: schedule, gradient accumulation and clipping, progress bar with the loss, checkpoints.
+def optimise(name: str, model, optimizer, config: TrainConfig, batch_loss, checkpoint_dir: Path, resume: bool, log):
+    """The shared loop: resume, schedule, gradient accumulation and clipping, progress bar with the loss,
+    checkpoints, weight averaging. Leaves the weights to save in ``model``.
 
     ``batch_loss(generator, step)`` draws a batch and returns its loss tensor.
     """
     from tqdm import tqdm
+
+    average = WeightAverage(model, config.ema_decay) if config.ema_decay else None
+    start = 0
+    if resume and (checkpoint_dir / "state.json").is_file():
+        start, _ = load_state(checkpoint_dir, model, optimizer, average)
+        log(f"{name}: resumed at step {start}")
 
     generator = torch.Generator().manual_seed(config.seed + start)
     trainable = [p for p in model.parameters() if p.requires_grad]
@@ -216,14 +259,19 @@ def optimise(name: str, model, optimizer, config: TrainConfig, batch_loss, check
         torch.nn.utils.clip_grad_norm_(trainable, 1.0)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
+        if average is not None:
+            average.update(step)
         recent = (recent + [loss.item()])[-50:]
         history.append(loss.item())
         progress.set_postfix(loss=f"{np.mean(recent):.4f}")
         if (step + 1) % config.checkpoint_every == 0 or step + 1 == config.steps:
-            save_state(checkpoint_dir, model, optimizer, step + 1, {"config": asdict(config), "history": history})
+            save_state(checkpoint_dir, model, optimizer, step + 1, {"config": asdict(config), "history": history},
+                       average)
             if progress.disable:
                 log(f"{name}: step {step + 1}/{config.steps} loss {np.mean(recent):.4f} "
                     f"({time.perf_counter() - started:.0f} s)")
+    if average is not None:
+        average.copy_to_model()
 
 
 def task_loss(task: str, decoded: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -246,7 +294,7 @@ def encode_latents(vae: AutoencoderKL, images: torch.Tensor, device, batch_size=
 
 
 def train_unet(dataset, task: str, vae_folder, out: Path, config: TrainConfig, init_unet=None,
-               architecture="small", embedding_model=None, resume=True, log=print) -> Path:
+               architecture="small", embedding_model=None, resume=True, scenes: int | None = None, log=print) -> Path:
     """Train one task's UNet; writes ``out/unet_<task>_v2`` and returns it.
 
     ``init_unet``: a UNet folder to fine-tune (e.g. a real GenPercept/SD2.1 UNet);
@@ -273,18 +321,14 @@ def train_unet(dataset, task: str, vae_folder, out: Path, config: TrainConfig, i
     embedding, _ = resolve_embedding(model_dir, "v2", _base(unet).config.cross_attention_dim)
     embedding = embedding.to(device)
 
-    data = TrainingSet(dataset, "train", [task_name], config.width, config.height)
+    data = TrainingSet(dataset, "train", [task_name], config.width, config.height, limit=scenes)
     log(f"{task_name}: {len(data)} training samples at {config.width}x{config.height}")
     latents = encode_latents(vae, data.rgb, device)  # [N,4,h,w]
     flipped_latents = encode_latents(vae, data.rgb.flip(-1), device)
     targets, masks = data.targets[task_name], data.masks[task_name]
     optimizer = torch.optim.Adam([p for p in unet.parameters() if p.requires_grad], lr=config.lr)
     checkpoint_dir = out / "checkpoint" / task_name
-    start = 0
-    if resume and (checkpoint_dir / "state.json").is_file():
-        start, _ = load_state(checkpoint_dir, unet, optimizer)
-        log(f"{task_name}: resumed at step {start}")
-    if start < config.latent_steps:
+    if not resume or _saved_step(checkpoint_dir) < config.latent_steps:
         everything = torch.ones(len(data), dtype=torch.bool)
         target_latents = encode_latents(vae, targets, device)
         flipped_target_latents = encode_latents(vae, flip_batch(targets, masks, everything, task_name)[0], device)
@@ -305,7 +349,7 @@ def train_unet(dataset, task: str, vae_folder, out: Path, config: TrainConfig, i
         target, mask = flip_batch(targets[index], masks[index], flip, task_name)
         return task_loss(task_name, decoded.float(), target.to(device), mask.to(device))
 
-    optimise(task_name, unet, optimizer, config, batch_loss, checkpoint_dir, start, log)
+    optimise(task_name, unet, optimizer, config, batch_loss, checkpoint_dir, resume, log)
     final = unet.merge_and_unload() if config.lora_rank else unet
     return save_model(final.eval(), out / get_task(task_name).unet_folders[0])
 
@@ -324,22 +368,20 @@ def _map_images(data: TrainingSet) -> torch.Tensor:
 
 
 def train_vae(dataset, out: Path, config: TrainConfig, architecture="small", kl_weight=1e-6, resume=True,
-              log=print) -> Path:
-    """Train a VAE from scratch on photos and maps; writes ``out/vae`` with a fitted scaling_factor."""
+              scenes: int | None = None, log=print) -> Path:
+    """Train a VAE from scratch on photos and maps (of the first ``scenes`` scenes, default all); writes
+    ``out/vae`` with a fitted scaling_factor."""
     out = Path(out)
     device = torch.device(config.device)
     torch.manual_seed(config.seed)
     vae = AutoencoderKL.from_config(ARCHITECTURES[architecture][1]).to(device).train()
     tasks_with_truth = [t for t in ("depth", "normal", "matte") if _has_ground_truth(dataset, t)]
-    data = TrainingSet(dataset, "train", tasks_with_truth, config.width, config.height)
+    data = TrainingSet(dataset, "train", tasks_with_truth, config.width, config.height, limit=scenes)
     images = _map_images(data)  # [M,3,H,W]
     photos = images[:len(data)]
     log(f"vae: {len(images)} images ({len(photos)} photos) at {config.width}x{config.height}")
     optimizer = torch.optim.Adam(vae.parameters(), lr=config.lr)
     checkpoint_dir = out / "checkpoint" / "vae"
-    start = 0
-    if resume and (checkpoint_dir / "state.json").is_file():
-        start, _ = load_state(checkpoint_dir, vae, optimizer)
 
     def batch_loss(generator, step):
         index = torch.randint(0, len(images), (config.batch_size,), generator=generator)
@@ -351,7 +393,7 @@ def train_vae(dataset, out: Path, config: TrainConfig, architecture="small", kl_
             reconstruction = vae.decode(posterior.sample()).sample.float()
         return F.l1_loss(reconstruction, batch) + F.mse_loss(reconstruction, batch) + kl_weight * posterior.kl().mean()
 
-    optimise("vae", vae, optimizer, config, batch_loss, checkpoint_dir, start, log)
+    optimise("vae", vae, optimizer, config, batch_loss, checkpoint_dir, resume, log)
     vae.eval()
     with torch.no_grad():  # SD's recipe: scale latents to unit variance
         sample = photos[:64].to(device)
