@@ -135,3 +135,14 @@ def test_weight_average_is_what_gets_saved_and_survives_resume(data, base_model,
     assert torch.equal(load_file(result / "diffusion_pytorch_model.safetensors")["conv_in.weight"], saved["conv_in.weight"])
     with pytest.raises(GenPerceptError, match="EMA decay"):
         TrainConfig(ema_decay=1.0)
+
+
+def test_weight_average_restarts_when_the_pixel_losses_take_over(data, base_model, tmp_path):
+    """The average spans one objective: had it carried the latent stage over, the last (pixel) step's
+    weights would be mixed with the latent stage's."""
+    run = tmp_path / "run"
+    config = small_config(steps=12, latent_steps=11, ema_decay=0.99)
+    result = train_unet(data, "matte", base_model / "vae", run, config, architecture="tiny", log=lambda _: None)
+    state = load_file(run / "checkpoint" / "matte" / "state.safetensors")
+    saved = load_file(result / "diffusion_pytorch_model.safetensors")
+    assert torch.allclose(saved["conv_in.weight"], state["model.conv_in.weight"])

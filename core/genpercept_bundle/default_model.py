@@ -37,7 +37,7 @@ RECIPE = {
     "vae_scenes": 2400,  # reconstruction needs less variety than perception: the first half of the scenes
     "unet": {task: TrainConfig(steps=latent + 300, latent_steps=latent, batch_size=8, lr=1e-3, warmup=100,
                                final_lr_fraction=0.05, ema_decay=0.999)
-             for task, latent in (("depth", 15000), ("normal", 5000), ("matte", 8500))},
+             for task, latent in (("depth", 21000), ("normal", 6500), ("matte", 12000))},
     "processing_resolution": 192,
 }
 

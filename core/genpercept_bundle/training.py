@@ -206,7 +206,10 @@ def load_state(folder: Path, model: torch.nn.Module, optimizer,
 
 class WeightAverage:
     """Exponential moving average of the trainable weights, with diffusers' EMAModel warm-up of the decay
-    ((1 + step) / (10 + step)) so early steps are not averaged with the random init."""
+    ((1 + k) / (10 + k) after k steps) so early steps are not averaged with the random init.
+
+    ``optimise`` restarts it where the latent stage hands over to the pixel losses: the short pixel stage
+    would otherwise be averaged away into the latent stage's weights."""
 
     def __init__(self, model: torch.nn.Module, decay: float):
         self.decay = decay
@@ -214,8 +217,14 @@ class WeightAverage:
         self.shadow = {n: p.detach().clone() for n, p in self.parameters.items()}
 
     @torch.no_grad()
-    def update(self, step: int):
-        weight = 1.0 - min(self.decay, (1 + step) / (10 + step))
+    def restart(self):
+        for name, parameter in self.parameters.items():
+            self.shadow[name].copy_(parameter)
+
+    @torch.no_grad()
+    def update(self, steps_since_start: int):
+        k = steps_since_start
+        weight = 1.0 - min(self.decay, (1 + k) / (10 + k))
         torch._foreach_lerp_(list(self.shadow.values()), [p.detach() for p in self.parameters.values()], weight)
 
     @torch.no_grad()
@@ -260,7 +269,10 @@ def optimise(name: str, model, optimizer, config: TrainConfig, batch_loss, check
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         if average is not None:
-            average.update(step)
+            stage_start = config.latent_steps if step >= config.latent_steps else 0
+            if step == stage_start > 0:
+                average.restart()
+            average.update(step - stage_start)
         recent = (recent + [loss.item()])[-50:]
         history.append(loss.item())
         progress.set_postfix(loss=f"{np.mean(recent):.4f}")
