@@ -37,7 +37,7 @@ RECIPE = {
     "vae_scenes": 2400,  # reconstruction needs less variety than perception: the first half of the scenes
     "unet": {task: TrainConfig(steps=latent + 300, latent_steps=latent, batch_size=8, lr=1e-3, warmup=100,
                                final_lr_fraction=0.05, ema_decay=0.999)
-             for task, latent in (("depth", 21000), ("normal", 6500), ("matte", 12000))},
+             for task, latent in (("depth", 23000), ("normal", 7000), ("matte", 13000))},
     "processing_resolution": 192,
 }
 
@@ -84,7 +84,11 @@ def _share_cores(workers: int):
     torch.set_num_threads(max(1, (os.cpu_count() or 1) // workers))
 
 
-def _train_task(job, log=print) -> Path:
+def _log_from_worker(message: str):
+    print(message, flush=True)  # a worker's stdout is block-buffered when redirected: show progress as it happens
+
+
+def _train_task(job, log=_log_from_worker) -> Path:
     data, task, model, config = job
     return train_unet(data, task, model / "vae", model, config, log=log)
 

@@ -7,7 +7,8 @@
   v-prediction with all betas = 1 yields; loss on the frozen decoder's output:
   depth MSE + 0.5 SSI + 2 gradient, normals angular, matte MSE. Left-right
   flips (negating normal X), gradient accumulation, warm-up + exponential
-  decay, checkpoint/resume, optional LoRA (PEFT), any device/dtype.
+  decay, checkpoint/resume, optional LoRA (PEFT), optional weight averaging
+  (EMA), any device/dtype.
   Optionally a cheaper first stage (``latent_steps``) regresses the encoded
   target latent instead (Marigold-style MSE, no decoder pass): on a CPU the
   decoder's forward and backward are ~5x the small UNet's cost.
@@ -225,7 +226,8 @@ class WeightAverage:
     def update(self, steps_since_start: int):
         k = steps_since_start
         weight = 1.0 - min(self.decay, (1 + k) / (10 + k))
-        torch._foreach_lerp_(list(self.shadow.values()), [p.detach() for p in self.parameters.values()], weight)
+        for name, parameter in self.parameters.items():
+            self.shadow[name].lerp_(parameter, weight)
 
     @torch.no_grad()
     def copy_to_model(self):
