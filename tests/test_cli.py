@@ -131,3 +131,18 @@ def test_console_script_runs_in_a_subprocess(tiny_model, photo, tmp_path):
     assert (tmp_path / "o" / "photo_depth.png").is_file()
     bad = subprocess.run([exe, "predict", tmp_path / "none.png", "--model", tiny_model], capture_output=True, text=True)
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1
+
+
+def test_train_command_passes_the_schedule_options_through(tmp_path, capsys):
+    from genpercept_bundle.architectures import write_random_checkpoint
+    from genpercept_bundle.dataset import generate_dataset
+
+    data = generate_dataset(tmp_path / "data", {"train": 4, "test": 1}, seed=3, size=(64, 48))
+    model = write_random_checkpoint(tmp_path / "model", tasks=[], architecture="small")
+    assert run("train", data, "--task", "matte", "--vae", model / "vae", "--out", model, "--steps", 3, "--lr", 1e-3,
+               "--warmup", 1, "--size", "64x48", "--final-lr-fraction", 0.05, "--ema-decay", 0.99, "--scenes", 2) == 0
+    state = json.loads((model / "checkpoint" / "matte" / "state.json").read_text())
+    assert state["step"] == 3 and len(state["history"]) == 3
+    assert state["config"]["final_lr_fraction"] == 0.05 and state["config"]["ema_decay"] == 0.99
+    assert (model / "unet_matting_v2" / "diffusion_pytorch_model.safetensors").is_file()
+    assert "2 training samples" in capsys.readouterr().out

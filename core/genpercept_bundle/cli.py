@@ -69,6 +69,8 @@ def _add_training_commands(commands):
         command.add_argument("--grad-accumulation", type=int, default=1)
         command.add_argument("--lr", type=float, default=lr)
         command.add_argument("--warmup", type=int, default=100)
+        command.add_argument("--final-lr-fraction", type=float, default=0.01,
+                             help="the learning rate decays exponentially to this fraction of --lr")
         command.add_argument("--size", default="192x144", help="training WIDTHxHEIGHT")
         command.add_argument("--checkpoint-every", type=int, default=200)
         command.add_argument("--device", default="cpu")
@@ -243,7 +245,8 @@ def run_train(args) -> int:
 
     width, height = _size(args.size)
     config = TrainConfig(steps=args.steps, batch_size=args.batch_size, grad_accumulation=args.grad_accumulation,
-                         lr=args.lr, warmup=args.warmup, width=width, height=height, seed=args.seed,
+                         lr=args.lr, warmup=args.warmup, final_lr_fraction=args.final_lr_fraction, width=width,
+                         height=height, seed=args.seed,
                          checkpoint_every=args.checkpoint_every, device=args.device, dtype=args.dtype,
                          lora_rank=getattr(args, "lora_rank", 0), latent_steps=getattr(args, "latent_steps", 0),
                          ema_decay=args.ema_decay)
