@@ -60,7 +60,12 @@ def test_latent_stage_skips_the_decoder_yet_fits_the_decoded_matte(data, base_mo
 
     decodes = []
     decode = AutoencoderKL.decode
-    monkeypatch.setattr(AutoencoderKL, "decode", lambda vae, *args, **kwargs: decodes.append(1) or decode(vae, *args, **kwargs))
+
+    def counting_decode(vae, *args, **kwargs):
+        decodes.append(1)
+        return decode(vae, *args, **kwargs)
+
+    monkeypatch.setattr(AutoencoderKL, "decode", counting_decode)
     run, initial = tmp_path / "run", tmp_path / "initial"
     train_unet(data, "matte", base_model / "vae", run, small_config(steps=50, latent_steps=50), architecture="tiny",
                log=lambda _: None)
@@ -78,7 +83,7 @@ def test_latent_stage_skips_the_decoder_yet_fits_the_decoded_matte(data, base_mo
         mse[folder] = evaluate(predictor, data, "train", ["matte"], progress=False)["matte"]["mse"]
     assert mse[run] < 0.8 * mse[initial]
 
-    monkeypatch.setattr(AutoencoderKL, "decode", lambda vae, *args, **kwargs: decodes.append(1) or decode(vae, *args, **kwargs))
+    monkeypatch.setattr(AutoencoderKL, "decode", counting_decode)
     decodes.clear()
     train_unet(data, "matte", base_model / "vae", run, small_config(steps=60, latent_steps=50), architecture="tiny",
                log=lambda _: None)

@@ -55,8 +55,9 @@ def build_default_model(workdir: Path, export_to: Path = DEFAULT_MODEL_DIR, work
         return replace(config, steps=max(2, int(config.steps * scale)), warmup=max(1, int(config.warmup * scale)),
                        latent_steps=int(config.latent_steps * scale))
 
+    vae_scenes = max(4, int(RECIPE["vae_scenes"] * scale))
     if not (model / "vae").is_dir():
-        train_vae(data, model, scaled(RECIPE["vae"]), scenes=max(4, int(RECIPE["vae_scenes"] * scale)), log=log)
+        train_vae(data, model, scaled(RECIPE["vae"]), scenes=vae_scenes, log=log)
     if "v2" not in load_cached_embeddings(model):
         generator = torch.Generator().manual_seed(2024)
         save_embedding_cache(model, {"v2": torch.randn(1, 2, SMALL_UNET["cross_attention_dim"], generator=generator)})
@@ -74,7 +75,7 @@ def build_default_model(workdir: Path, export_to: Path = DEFAULT_MODEL_DIR, work
             _train_task(job, log)
     settings = {"default_processing_resolution": RECIPE["processing_resolution"], "timestep": 1,
                 "recipe": {"data": {**data_recipe, **splits}, "vae": asdict(scaled(RECIPE["vae"])),
-                           "vae_scenes": max(4, int(RECIPE["vae_scenes"] * scale)),
+                           "vae_scenes": vae_scenes,
                            "unet": {task: asdict(scaled(config)) for task, config in RECIPE["unet"].items()}}}
     (model / SETTINGS_NAME).write_text(json.dumps(settings, indent=2))
     return export_model(model, export_to)
