@@ -146,3 +146,12 @@ def test_train_command_passes_the_schedule_options_through(tmp_path, capsys):
     assert state["config"]["final_lr_fraction"] == 0.05 and state["config"]["ema_decay"] == 0.99
     assert (model / "unet_matting_v2" / "diffusion_pytorch_model.safetensors").is_file()
     assert "2 training samples" in capsys.readouterr().out
+
+
+def test_train_command_refuses_zero_scenes(tmp_path, capsys):
+    from genpercept_bundle.dataset import generate_dataset
+
+    data = generate_dataset(tmp_path / "data", {"train": 2, "test": 1}, seed=3, size=(32, 24))
+    assert run("train-vae", data, "--out", tmp_path / "model", "--steps", 2, "--scenes", 0) == 2
+    assert "at least 1 (got 0)" in capsys.readouterr().err
+    assert not (tmp_path / "model" / "vae").exists()

@@ -103,6 +103,9 @@ class TrainingSet:
     and mask [N,1,H,W]."""
 
     def __init__(self, root, split, tasks, width: int, height: int, limit: int | None = None):
+        if limit is not None and limit < 1:
+            raise GenPerceptError(f"the number of training scenes must be at least 1 (got {limit}); "
+                                  "leave --scenes out to use them all")
         settings = read_settings(root)
         ids = sample_ids(root, split)[:limit]
         rgb, targets, masks = [], {t: [] for t in tasks}, {t: [] for t in tasks}
