@@ -1,8 +1,10 @@
 """Procedural training scenes with exact depth, normals and alpha: a small numpy ray caster.
 
 Each sample is a room or an outdoor-like scene built from textured planes,
-boxes and ellipsoids, lit by a point light or the sun with cast shadows, with
-one "hero" object in front carrying fur-like strands. The photo is rendered
+boxes and ellipsoids, lit by a point light or the sun with cast shadows. Most
+have a "hero" subject 0.9-2.4 m in front, framed by the camera: a figure standing
+on the floor or an object on a table, with metric sizes (so its distance can be
+read from the photo) and often fur-like strands. The photo is rendered
 2x2 supersampled, so object edges and strands give soft, partial alpha. In
 some scenes the background is defocused behind the hero, as in portraits.
 
@@ -10,7 +12,7 @@ Ground truth, per pixel (camera space, OpenGL: +X right, +Y up, +Z toward the
 viewer; the camera looks down -Z):
 - depth: z-depth in metres (0 = invalid; the sky is invalid);
 - normal: unit surface normal facing the camera (zero vector = invalid);
-- alpha: the hero object's coverage in [0, 1].
+- alpha: the hero subject's coverage in [0, 1].
 
 Everything is deterministic from the seed.
 """
@@ -212,7 +214,7 @@ def _room(rng):
         center = (rng.uniform(-width / 2 + 1, width / 2 - 1), rng.uniform(1.0, height - 0.5), -depth / 2 + 0.03)
         shapes.append(("box", _affine(center, size), _random_material(rng)))
     light = ("point", np.array([rng.uniform(-width / 3, width / 3), height - 0.3, rng.uniform(-depth / 3, depth / 4)]))
-    return camera, yaw, pitch, shapes, light, None
+    return camera, yaw, pitch, shapes, light, None, (width, depth)
 
 
 def _outdoor(rng):
@@ -235,28 +237,68 @@ def _outdoor(rng):
             shapes.append(("sphere", _affine((position[0], 3.0 + crown / 2, position[2]), (crown, crown * 1.2, crown)), leaves))
     sun = _rotation(rng.uniform(-np.pi, np.pi), -rng.uniform(0.3, 1.2)) @ np.array([0.0, 0.0, -1.0])
     sky = (np.array([0.35, 0.55, 0.9]) * rng.uniform(0.7, 1.1), np.array([0.85, 0.9, 0.95]))
-    return camera, yaw, pitch, shapes, ("sun", -sun), sky
+    return camera, yaw, pitch, shapes, ("sun", -sun), sky, None
 
 
-def _hero(rng, view):
-    """A foreground object 0.8-2.5 m in front of the camera, in camera coordinates."""
-    distance = rng.uniform(0.8, 2.5)
-    center = np.array([rng.uniform(-0.25, 0.25) * distance, rng.uniform(-0.25, 0.15) * distance, -distance])
-    size = rng.uniform(0.25, 0.6, size=3) * distance
-    kind = "sphere" if rng.random() < 0.6 else "box"
-    matrix = _affine(center, size, *rng.uniform(-0.6, 0.6, size=3))
-    return Shape(kind, matrix, _random_material(rng), hero=True)
+def _subject(rng, camera, yaw, room_size):
+    """The foreground subject in world coordinates: a figure standing on the floor or an object on a table.
+
+    Subjects have metric sizes and rest on the ground, as real ones do, so their
+    distance is observable from the image (apparent size, floor contact);
+    returns (subject shapes, supporting shapes, height of the subject's centre).
+    """
+    distance, angle = rng.uniform(0.9, 2.4), yaw + rng.uniform(-0.35, 0.35)
+    x, z = camera[[0, 2]] + distance * np.array([-np.sin(angle), -np.cos(angle)])
+    if room_size is not None:  # stay inside the room
+        width, depth = room_size
+        x, z = np.clip(x, -width / 2 + 0.5, width / 2 - 0.5), max(z, -depth / 2 + 0.5)
+    turn = rng.uniform(0, np.pi)
+    if rng.random() < 0.5:  # a figure: body and head, 0.5-1.8 m tall (pets, children, adults, plants)
+        height, width = rng.uniform(0.5, 1.8), rng.uniform(0.3, 0.55)
+        head = min(0.3, 0.25 * height)
+        body = ("sphere", _affine((x, 0.4 * height, z), (width, 0.8 * height, width * rng.uniform(0.6, 1.0)), turn),
+                _random_material(rng))
+        head = ("sphere", _affine((x, 0.8 * height + 0.4 * head, z), (head, head * 1.15, head), turn), _random_material(rng))
+        return [body, head], [], 0.55 * height
+    table_height, size = rng.uniform(0.4, 1.0), rng.uniform(0.25, 0.6, size=3)
+    table = ("box", _affine((x, table_height / 2, z), (rng.uniform(0.5, 1.2), table_height, rng.uniform(0.4, 0.9)), turn),
+             _random_material(rng))
+    thing = ("sphere" if rng.random() < 0.6 else "box",
+             _affine((x, table_height + size[1] / 2, z), size, turn + rng.uniform(-0.5, 0.5)), _random_material(rng))
+    return [thing], [table], table_height + size[1] / 2
+
+
+def _blocks(shape, camera, subject, clearance=0.6):
+    """Whether a world shape stands on the subject or between it and the camera (ground-plane footprints)."""
+    kind, matrix, *_ = shape
+    if kind == "plane":
+        return False
+    radius = np.linalg.norm(matrix[:3, :3][[0, 2]], axis=0).max()
+    centre, sight = matrix[[0, 2], 3], subject - camera
+    along = np.clip((centre - camera) @ sight / (sight @ sight), 0.0, 1.0)
+    return np.hypot(*(camera + along * sight - centre)) < radius + clearance
 
 
 def random_scene(seed: int):
     """A scene description: shapes in camera space, light, sky, hero, camera intrinsics, defocus."""
     rng = np.random.default_rng(seed)
-    camera, yaw, pitch, world_shapes, light, sky = (_room if rng.random() < INDOOR_FRACTION else _outdoor)(rng)
+    camera, yaw, pitch, world_shapes, light, sky, room_size = (_room if rng.random() < INDOOR_FRACTION else _outdoor)(rng)
+    has_hero = rng.random() < 0.85
+    hero_shapes = []
+    if has_hero:
+        hero_shapes, supports, subject_height = _subject(rng, camera, yaw, room_size)
+        subject = hero_shapes[0][1][[0, 2], 3]
+        world_shapes = [shape for shape in world_shapes if not _blocks(shape, camera[[0, 2]], subject)] + supports
+        # The photographer frames the subject: look at it, give or take.
+        distance = np.hypot(*(subject - camera[[0, 2]]))
+        pitch = np.clip(np.arctan2(subject_height - camera[1], distance) + rng.uniform(-0.12, 0.12), -0.7, 0.2)
     to_camera = _rotation(yaw, pitch).T  # world -> camera rotation
 
     def point(p):
         return to_camera @ (np.asarray(p, float) - camera)
 
+    world_to_camera = np.eye(4)
+    world_to_camera[:3, :3], world_to_camera[:3, 3] = to_camera, -to_camera @ camera
     shapes = []
     for kind, *rest in world_shapes:
         if kind == "plane":
@@ -264,12 +306,8 @@ def random_scene(seed: int):
             shapes.append(Shape("plane", np.eye(4), material, point(plane_point), to_camera @ np.asarray(plane_normal, float)))
         else:
             matrix, material = rest
-            world_to_camera = np.eye(4)
-            world_to_camera[:3, :3], world_to_camera[:3, 3] = to_camera, -to_camera @ camera
             shapes.append(Shape(kind, world_to_camera @ matrix, material))
-    has_hero = rng.random() < 0.85
-    if has_hero:
-        shapes.append(_hero(rng, None))
+    shapes += [Shape(kind, world_to_camera @ matrix, material, hero=True) for kind, matrix, material in hero_shapes]
     light_kind, light_value = light
     light = (light_kind, point(light_value) if light_kind == "point" else to_camera @ light_value)
     fov = np.radians(rng.uniform(45, 75))
@@ -371,8 +409,8 @@ def render(scene, height=192, width=256):
         return colour, t, normals, indices, hit
 
     colour, t, normals, indices, hit = layer(skip_hero=False)
-    hero_index = next((i for i, s in enumerate(shapes) if s.hero), None)
-    hero_hi = (indices == hero_index).astype(np.float32) if hero_index is not None else np.zeros(len(t), np.float32)
+    hero_indices = [i for i, s in enumerate(shapes) if s.hero]
+    hero_hi = np.isin(indices, hero_indices).astype(np.float32)
     colour = colour.reshape(hi_h, hi_w, 3)
     hero_hi = hero_hi.reshape(hi_h, hi_w)
     rng = np.random.default_rng(scene["seed"] + 7)
@@ -385,7 +423,7 @@ def render(scene, height=192, width=256):
         hero_colour = colour
         if scene["strands"]:
             strands = _strands(rng, hero_hi, hi_h, hi_w)
-            strand_colour = np.clip(shapes[hero_index].material["base"] * rng.uniform(0.6, 1.3), 0, 1)
+            strand_colour = np.clip(shapes[hero_indices[0]].material["base"] * rng.uniform(0.6, 1.3), 0, 1)
             hero_colour = np.where(hero_hi[..., None] > 0, colour, strand_colour)
             alpha_hi = np.maximum(hero_hi, strands)
         colour = hero_colour * alpha_hi[..., None] + background * (1 - alpha_hi[..., None])
