@@ -74,3 +74,21 @@ def test_generate_dataset_splits_and_resume(tmp_path):
 def test_not_a_dataset(tmp_path):
     with pytest.raises(GenPerceptError, match="no dataset.json"):
         read_settings(tmp_path)
+
+
+def test_subjects_are_in_view_and_their_distance_shows_in_their_size():
+    # A subject's size is metric, so a farther one looks smaller; when its size grew with
+    # its distance, the photo could not tell how far it was.
+    distances, apparent_sizes = [], []
+    for seed in range(40):
+        scene = random_scene(seed)
+        if not any(shape.hero for shape in scene["shapes"]):
+            continue
+        frame = render(scene, 96, 128)
+        subject = frame["alpha"] > 0.5
+        assert subject.mean() > 0.003, f"seed {seed}: the subject is hidden or out of frame"
+        distances.append(np.median(frame["depth"][subject]))
+        apparent_sizes.append(np.sqrt(subject.sum()) / frame["intrinsics"]["fx"])
+    assert len(distances) >= 25
+    rank_correlation = np.corrcoef(np.argsort(np.argsort(distances)), np.argsort(np.argsort(apparent_sizes)))[0, 1]
+    assert rank_correlation < -0.4
