@@ -63,7 +63,7 @@ def build_default_model(workdir: Path, export_to: Path = DEFAULT_MODEL_DIR, work
         save_embedding_cache(model, {"v2": torch.randn(1, 2, SMALL_UNET["cross_attention_dim"], generator=generator)})
     missing = [task for task in TASKS if not (model / get_task(task).unet_folders[0]).is_dir()]
     missing.sort(key=lambda task: -RECIPE["unet"][task].steps)  # longest first, so the workers finish together
-    jobs = [(data, task, model, scaled(RECIPE["unet"][task])) for task in missing]
+    jobs = [(data, task, model, scaled(RECIPE["unet"][task]), line) for line, task in enumerate(missing)]
     if workers > 1 and len(jobs) > 1:
         from multiprocessing import get_context
 
@@ -90,8 +90,8 @@ def _log_from_worker(message: str):
 
 
 def _train_task(job, log=_log_from_worker) -> Path:
-    data, task, model, config = job
-    return train_unet(data, task, model / "vae", model, config, log=log)
+    data, task, model, config, progress_line = job
+    return train_unet(data, task, model / "vae", model, config, log=log, progress_line=progress_line)
 
 
 def export_model(model: Path, target: Path) -> Path:

@@ -246,11 +246,13 @@ def _autocast(config: TrainConfig):
     return torch.autocast(torch.device(config.device).type, dtype=dtype, enabled=dtype is not None)
 
 
-def optimise(name: str, model, optimizer, config: TrainConfig, batch_loss, checkpoint_dir: Path, resume: bool, log):
+def optimise(name: str, model, optimizer, config: TrainConfig, batch_loss, checkpoint_dir: Path, resume: bool, log,
+             progress_line: int = 0):
     """The shared loop: resume, schedule, gradient accumulation and clipping, progress bar with the loss,
     checkpoints, weight averaging. Leaves the weights to save in ``model``.
 
-    ``batch_loss(generator, step)`` draws a batch and returns its loss tensor.
+    ``batch_loss(generator, step)`` draws a batch and returns its loss tensor. ``progress_line``: the terminal
+    line of the progress bar, so runs in parallel processes each keep their own.
     """
     from tqdm import tqdm
 
@@ -262,7 +264,8 @@ def optimise(name: str, model, optimizer, config: TrainConfig, batch_loss, check
 
     generator = torch.Generator().manual_seed(config.seed + start)
     trainable = [p for p in model.parameters() if p.requires_grad]
-    progress = tqdm(range(start, config.steps), initial=start, total=config.steps, desc=f"train {name}", disable=None)
+    progress = tqdm(range(start, config.steps), initial=start, total=config.steps, desc=f"train {name}", disable=None,
+                    position=progress_line)
     started, recent, history = time.perf_counter(), [], _history(checkpoint_dir, start)
     for step in progress:
         for group in optimizer.param_groups:
@@ -311,7 +314,8 @@ def encode_latents(vae: AutoencoderKL, images: torch.Tensor, device, batch_size=
 
 
 def train_unet(dataset, task: str, vae_folder, out: Path, config: TrainConfig, init_unet=None,
-               architecture="small", embedding_model=None, resume=True, scenes: int | None = None, log=print) -> Path:
+               architecture="small", embedding_model=None, resume=True, scenes: int | None = None, log=print,
+               progress_line: int = 0) -> Path:
     """Train one task's UNet; writes ``out/unet_<task>_v2`` and returns it.
 
     ``init_unet``: a UNet folder to fine-tune (e.g. a real GenPercept/SD2.1 UNet);
@@ -366,7 +370,7 @@ def train_unet(dataset, task: str, vae_folder, out: Path, config: TrainConfig, i
         target, mask = flip_batch(targets[index], masks[index], flip, task_name)
         return task_loss(task_name, decoded.float(), target.to(device), mask.to(device))
 
-    optimise(task_name, unet, optimizer, config, batch_loss, checkpoint_dir, resume, log)
+    optimise(task_name, unet, optimizer, config, batch_loss, checkpoint_dir, resume, log, progress_line)
     final = unet.merge_and_unload() if config.lora_rank else unet
     return save_model(final.eval(), out / get_task(task_name).unet_folders[0])
 
