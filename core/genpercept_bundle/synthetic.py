@@ -396,26 +396,27 @@ def render(scene, height=192, width=256):
     origins = np.zeros_like(directions)
     shapes = scene["shapes"]
 
-    def layer(skip_hero):
-        t, normals, indices = _cast(shapes, origins, directions, skip_hero)
-        hit = np.isfinite(t) & (t * -directions[:, 2] < FAR_CLIP)  # beyond the far clip is sky
-        colour = _sky(scene, directions)
+    def layer(rays, skip_hero):
+        t, normals, indices = _cast(shapes, origins[rays], directions[rays], skip_hero)
+        hit = np.isfinite(t) & (t * -directions[rays, 2] < FAR_CLIP)  # beyond the far clip is sky
+        colour = _sky(scene, directions[rays])
         sky_colour = colour.copy()
-        points = directions * np.where(hit, t, 0)[:, None]
-        colour[hit] = _shade(scene, points[hit], normals[hit], indices[hit], directions[hit])
+        points = directions[rays] * np.where(hit, t, 0)[:, None]
+        colour[hit] = _shade(scene, points[hit], normals[hit], indices[hit], directions[rays][hit])
         if scene["sky"] is not None:  # aerial perspective: distant things fade into the horizon colour
             haze = 1.0 - np.exp(-np.where(hit, t, 0) / scene["fog"])[:, None]
             colour = np.where(hit[:, None], colour * (1 - haze) + sky_colour * haze, colour)
         return colour, t, normals, indices, hit
 
-    colour, t, normals, indices, hit = layer(skip_hero=False)
+    flat_colour, t, normals, indices, hit = layer(slice(None), skip_hero=False)
+    colour = flat_colour.reshape(hi_h, hi_w, 3)
     hero_indices = [i for i, s in enumerate(shapes) if s.hero]
-    hero_hi = np.isin(indices, hero_indices).astype(np.float32)
-    colour = colour.reshape(hi_h, hi_w, 3)
-    hero_hi = hero_hi.reshape(hi_h, hi_w)
+    hero_rays = np.isin(indices, hero_indices)
+    hero_hi = hero_rays.astype(np.float32).reshape(hi_h, hi_w)
     rng = np.random.default_rng(scene["seed"] + 7)
     if scene["defocus"] or scene["strands"]:
-        background, *_ = layer(skip_hero=True)
+        background = flat_colour.copy()  # what the hero hides: only its rays are cast again
+        background[hero_rays] = layer(np.nonzero(hero_rays)[0], skip_hero=True)[0]
         background = background.reshape(hi_h, hi_w, 3)
         if scene["defocus"]:
             background = cv2.GaussianBlur(background, (0, 0), sigmaX=rng.uniform(2.0, 5.0) * ss)
