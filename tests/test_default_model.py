@@ -50,7 +50,7 @@ def test_floor_normals_point_up(predictor):
     ups, checked = [], 0
     for seed in range(900_100, 900_130):
         frame = render(random_scene(seed), height=192, width=256)
-        floor = frame["normal"][..., 1] > 0.99
+        floor = frame["normal"][..., 1] > 0.8  # camera space: the camera pitches toward the subject
         if floor.mean() < 0.15:
             continue
         normals = predictor.predict(frame["rgb"], "normal").maps[0]
