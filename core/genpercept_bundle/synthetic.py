@@ -255,10 +255,11 @@ def _subject(rng, camera, yaw, room_size):
     turn = rng.uniform(0, np.pi)
     if rng.random() < 0.5:  # a figure: body and head, 0.5-1.8 m tall (pets, children, adults, plants)
         height, width = rng.uniform(0.5, 1.8), rng.uniform(0.3, 0.55)
-        head = min(0.3, 0.25 * height)
+        head_size = min(0.3, 0.25 * height)
         body = ("sphere", _affine((x, 0.4 * height, z), (width, 0.8 * height, width * rng.uniform(0.6, 1.0)), turn),
                 _random_material(rng))
-        head = ("sphere", _affine((x, 0.8 * height + 0.4 * head, z), (head, head * 1.15, head), turn), _random_material(rng))
+        head = ("sphere", _affine((x, 0.8 * height + 0.4 * head_size, z), (head_size, head_size * 1.15, head_size), turn),
+                _random_material(rng))
         return [body, head], [], 0.55 * height
     table_height, size = rng.uniform(0.4, 1.0), rng.uniform(0.25, 0.6, size=3)
     table = ("box", _affine((x, table_height / 2, z), (rng.uniform(0.5, 1.2), table_height, rng.uniform(0.4, 0.9)), turn),
@@ -397,12 +398,13 @@ def render(scene, height=192, width=256):
     shapes = scene["shapes"]
 
     def layer(rays, skip_hero):
-        t, normals, indices = _cast(shapes, origins[rays], directions[rays], skip_hero)
-        hit = np.isfinite(t) & (t * -directions[rays, 2] < FAR_CLIP)  # beyond the far clip is sky
-        colour = _sky(scene, directions[rays])
+        ray_directions = directions[rays]
+        t, normals, indices = _cast(shapes, origins[rays], ray_directions, skip_hero)
+        hit = np.isfinite(t) & (t * -ray_directions[:, 2] < FAR_CLIP)  # beyond the far clip is sky
+        colour = _sky(scene, ray_directions)
         sky_colour = colour.copy()
-        points = directions[rays] * np.where(hit, t, 0)[:, None]
-        colour[hit] = _shade(scene, points[hit], normals[hit], indices[hit], directions[rays][hit])
+        points = ray_directions * np.where(hit, t, 0)[:, None]
+        colour[hit] = _shade(scene, points[hit], normals[hit], indices[hit], ray_directions[hit])
         if scene["sky"] is not None:  # aerial perspective: distant things fade into the horizon colour
             haze = 1.0 - np.exp(-np.where(hit, t, 0) / scene["fog"])[:, None]
             colour = np.where(hit[:, None], colour * (1 - haze) + sky_colour * haze, colour)
