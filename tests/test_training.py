@@ -52,11 +52,10 @@ def test_unet_loss_decreases_and_result_loads(data, base_model, tmp_path, task):
 
 
 def test_latent_stage_skips_the_decoder_yet_fits_the_decoded_matte(data, base_model, tmp_path, monkeypatch):
-    """Latent-space MSE alone (no decoder pass) brings the decoded matte towards the truth; resumed past the
-    latent stage, every step goes through the decoder (the pixel-space losses)."""
+    """Latent-space MSE alone (no decoder pass) brings the decoded matte most of the way to the best the
+    frozen VAE can do (decoding the encoded truth); resumed past the latent stage, every step goes through
+    the decoder (the pixel-space losses)."""
     from diffusers import AutoencoderKL
-
-    from genpercept_bundle.evaluation import evaluate
 
     decodes = []
     decode = AutoencoderKL.decode
@@ -75,19 +74,44 @@ def test_latent_stage_skips_the_decoder_yet_fits_the_decoded_matte(data, base_mo
     train_unet(data, "matte", base_model / "vae", initial, small_config(steps=1, lr=0.0), architecture="tiny",
                log=lambda _: None)  # the same random init, untrained
     monkeypatch.undo()
-    mse = {}
-    for folder in (run, initial):
-        for item in ("vae", "empty_text_embed.safetensors"):
-            (folder / item).symlink_to(base_model / item)
-        predictor = GenPerceptPredictor.from_pretrained(folder, tasks=["matte"])
-        mse[folder] = evaluate(predictor, data, "train", ["matte"], progress=False)["matte"]["mse"]
-    assert mse[run] < 0.9 * mse[initial]  # the tiny VAE bounds how close the decoded small subjects get
+    error = decoded_matte_errors(data, base_model, {"trained": run, "untrained": initial})
+    # measured: VAE bound 0.077, trained 0.086, untrained 0.143 (86 % of the reachable gap closed)
+    assert error["trained"] - error["vae_bound"] < 0.5 * (error["untrained"] - error["vae_bound"])
 
     monkeypatch.setattr(AutoencoderKL, "decode", counting_decode)
     decodes.clear()
     train_unet(data, "matte", base_model / "vae", run, small_config(steps=110, latent_steps=100), architecture="tiny",
                log=lambda _: None)
     assert len(decodes) == 10 and len(history(run, "matte")) == 110
+
+
+@torch.no_grad()
+def decoded_matte_errors(data, base_model, runs):
+    """Matte MSE at the training size of each run's decoded prediction, and of the VAE's reconstruction of
+    the true matte (the lower bound any UNet trained against this frozen VAE can reach)."""
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+
+    from genpercept_bundle.checkpoint import load_model
+    from genpercept_bundle.text_embedding import resolve_embedding
+    from genpercept_bundle.training import TrainingSet, encode_latents
+
+    vae = load_model(AutoencoderKL, base_model / "vae", torch.float32, "cpu")
+    config = small_config()
+    truth = TrainingSet(data, "train", ["matte"], config.width, config.height)
+    target = truth.targets["matte"]
+
+    def error(latents):
+        decoded = vae.decode(latents / vae.config.scaling_factor).sample.mean(1, keepdim=True)
+        return float(torch.mean((decoded.clamp(-1, 1) - target) ** 2) / 4)  # [-1, 1] -> alpha in [0, 1]
+
+    errors = {"vae_bound": error(encode_latents(vae, target, "cpu"))}
+    rgb_latents = encode_latents(vae, truth.rgb, "cpu")
+    for name, run in runs.items():
+        unet = load_model(UNet2DConditionModel, run / "unet_matting_v2", torch.float32, "cpu")
+        embedding, _ = resolve_embedding(base_model, "v2", unet.config.cross_attention_dim)
+        conditioning = embedding.expand(len(target), -1, -1)
+        errors[name] = error(-unet(rgb_latents, torch.tensor([1]), encoder_hidden_states=conditioning).sample)
+    return errors
 
 
 def test_latent_steps_beyond_the_total_are_refused():
