@@ -91,7 +91,9 @@ def decoded_matte_errors(data, base_model, runs):
     the true matte (the lower bound any UNet trained against this frozen VAE can reach)."""
     from diffusers import AutoencoderKL, UNet2DConditionModel
 
+    from genpercept_bundle.architectures import TINY_UNET
     from genpercept_bundle.checkpoint import load_model
+    from genpercept_bundle.processing import finish_prediction
     from genpercept_bundle.text_embedding import resolve_embedding
     from genpercept_bundle.training import TrainingSet, encode_latents
 
@@ -99,17 +101,18 @@ def decoded_matte_errors(data, base_model, runs):
     config = small_config()
     truth = TrainingSet(data, "train", ["matte"], config.width, config.height)
     target = truth.targets["matte"]
+    alpha = (target + 1) / 2
 
     def error(latents):
-        decoded = vae.decode(latents / vae.config.scaling_factor).sample.mean(1, keepdim=True)
-        return float(torch.mean((decoded.clamp(-1, 1) - target) ** 2) / 4)  # [-1, 1] -> alpha in [0, 1]
+        decoded = vae.decode(latents / vae.config.scaling_factor).sample
+        return float(torch.mean((finish_prediction(decoded, 1, alpha.shape[-2:]) - alpha) ** 2))
 
     errors = {"vae_bound": error(encode_latents(vae, target, "cpu"))}
     rgb_latents = encode_latents(vae, truth.rgb, "cpu")
+    embedding, _ = resolve_embedding(base_model, "v2", TINY_UNET["cross_attention_dim"])
+    conditioning = embedding.expand(len(target), -1, -1)
     for name, run in runs.items():
         unet = load_model(UNet2DConditionModel, run / "unet_matting_v2", torch.float32, "cpu")
-        embedding, _ = resolve_embedding(base_model, "v2", unet.config.cross_attention_dim)
-        conditioning = embedding.expand(len(target), -1, -1)
         errors[name] = error(-unet(rgb_latents, torch.tensor([1]), encoder_hidden_states=conditioning).sample)
     return errors
 
