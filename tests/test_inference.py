@@ -125,6 +125,53 @@ def test_several_tasks_share_one_encoding_and_match_single_runs(tiny_predictor):
         assert np.array_equal(prediction.raw, tiny_predictor.predict(rgb, task, processing_res=64).raw)
 
 
+def _mirror_back(raw: np.ndarray, task: str) -> np.ndarray:
+    """A raw [B,H,W] / [B,H,W,3] map of a mirrored photo, mirrored back (normals: X points the other way)."""
+    back = raw[:, :, ::-1].copy()
+    if task == "normal":
+        back[..., 0] = 1.0 - back[..., 0]
+    return back
+
+
+@pytest.mark.parametrize("task", ["depth", "normal", "matte"])
+def test_flip_average_is_the_mean_with_the_mirrored_photo(tiny_predictor, task):
+    rgb = np.random.default_rng(5).integers(0, 256, (40, 52, 3), dtype=np.uint8)
+    averaged = tiny_predictor.predict(rgb, task, processing_res=64, flip_average=True)
+    own = tiny_predictor.predict(rgb, task, processing_res=64, flip_average=False).raw
+    mirrored = tiny_predictor.predict(np.ascontiguousarray(rgb[:, ::-1]), task, processing_res=64, flip_average=False).raw
+    np.testing.assert_allclose(averaged.raw, (own + _mirror_back(mirrored, task)) / 2, atol=1e-6)
+    assert np.abs(own - _mirror_back(mirrored, task)).max() > 1e-3  # a random model is not mirror-symmetric
+    assert averaged.provenance["flip_average"] is True
+
+
+@pytest.mark.parametrize("task", ["depth", "normal"])
+def test_flip_averaged_maps_mirror_with_the_photo(tiny_predictor, task):
+    rgb = np.random.default_rng(6).integers(0, 256, (2, 40, 52, 3), dtype=np.uint8)
+    mirrored_photo = np.ascontiguousarray(rgb[:, :, ::-1])
+    of_photo = tiny_predictor.predict(rgb, task, processing_res=64, batch_size=2, flip_average=True).raw
+    of_mirror = tiny_predictor.predict(mirrored_photo, task, processing_res=64, flip_average=True).raw
+    np.testing.assert_allclose(of_photo, _mirror_back(of_mirror, task), atol=1e-5)
+
+
+def test_flip_average_encodes_each_view_once_and_defaults_off_for_released_models(tiny_predictor):
+    rgb = np.random.default_rng(7).integers(0, 256, (40, 52, 3), dtype=np.uint8)
+    batches = []
+    handle = tiny_predictor.vae.encoder.register_forward_hook(lambda module, args, output: batches.append(args[0].shape[0]))
+    try:
+        together = tiny_predictor.predict_tasks(rgb, ["depth", "normal", "matte"], processing_res=64, flip_average=True)
+        default = tiny_predictor.predict(rgb, "depth", processing_res=64)
+    finally:
+        handle.remove()
+    assert batches == [1, 1, 1]  # photo and mirror one after the other (same peak memory), then the default run
+    assert tiny_predictor.flip_average_tasks == [] and default.provenance["flip_average"] is False
+    assert not np.array_equal(default.raw, together["depth"].raw)
+
+
+def test_flip_average_refuses_colour_coded_maps(tiny_predictor):
+    with pytest.raises(GenPerceptError, match="seg maps are colour codes"):
+        tiny_predictor.predict(np.zeros((16, 16, 3), np.uint8), "seg", flip_average=True)
+
+
 def test_progress_callback_and_interrupt(tiny_predictor):
     rgb = np.random.default_rng(3).integers(0, 256, (3, 24, 24, 3), dtype=np.uint8)
     seen = []

@@ -36,7 +36,7 @@ DEFAULT_MODEL_DIR = Path(__file__).parent / "default_model"
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 # The release's own inference constants; our models may override them in genpercept_bundle.json.
-RELEASE_SETTINGS = {"default_processing_resolution": 768, "timestep": 1}
+RELEASE_SETTINGS = {"default_processing_resolution": 768, "timestep": 1, "flip_average_tasks": []}
 
 
 def models_dir() -> Path:

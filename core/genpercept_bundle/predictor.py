@@ -12,13 +12,14 @@ from . import __version__
 from .checkpoint import ModelFolder, file_sha256, load_model, open_model_folder
 from .conventions import normals_from_raw
 from .errors import GenPerceptError
-from .processing import finish_prediction, normalise_rgb, processing_size, resize_rgb
+from .processing import average_with_mirrored, finish_prediction, normalise_rgb, processing_size, resize_rgb
 from .tasks import Task, get_task
 from .text_embedding import resolve_embedding
 
 MAX_PROCESSING_PIXELS = 4096 * 4096  # beyond this the VAE's activations need tens of GB
 DTYPES = {"float32": torch.float32, "fp32": torch.float32, "float16": torch.float16, "fp16": torch.float16,
           "bfloat16": torch.bfloat16, "bf16": torch.bfloat16}
+FLIP_AVERAGE_CHOICES = {"auto": None, "on": True, "off": False}  # front ends' names for ``flip_average``
 
 
 def pick_device(device: str = "auto") -> torch.device:
@@ -81,7 +82,8 @@ class Prediction:
 
     ``raw``: float32 in [0,1], [B,H,W] (scalar tasks) or [B,H,W,3], exactly the
     reference pipeline's output. ``maps``: the same in the documented
-    convention (unit vectors for normals; identical to ``raw`` otherwise).
+    convention (unit vectors for normals; identical to ``raw`` otherwise). With flip
+    averaging ``raw`` is the mean of that output and the mirrored photo's, mirrored back.
     """
 
     task: str
@@ -163,17 +165,35 @@ class GenPerceptPredictor:
             self._hashes[folder] = file_sha256(folder)
         return self._hashes[folder]
 
-    def predict(self, images, task="depth", processing_res=None, batch_size=1, on_progress=None) -> Prediction:
+    @property
+    def flip_average_tasks(self) -> list[str]:
+        """The tasks this model averages with the mirrored photo unless told otherwise."""
+        return list(self.model.settings.get("flip_average_tasks", []))
+
+    def averages_with_mirror(self, task, flip_average=None) -> bool:
+        """Whether ``predict`` averages ``task`` with the mirrored photo, given its ``flip_average`` argument."""
+        task = task if isinstance(task, Task) else get_task(task)
+        wanted = task.name in self.flip_average_tasks if flip_average is None else bool(flip_average)
+        return wanted and task.mirror is not None
+
+    def predict(self, images, task="depth", processing_res=None, batch_size=1, on_progress=None,
+                flip_average=None) -> Prediction:
         """Predict ``task`` for uint8 RGB ``images`` (see ``as_rgb_batch``), ``batch_size`` at a time.
 
         ``processing_res``: longest side the model sees (None: the model's default,
         768 for the release; 0: native size). Outputs are always at the input size.
+        ``flip_average``: also predict the mirrored photo and average the two (twice the
+        time, steadier maps); None: the model's default (``flip_average_tasks``: normals
+        and mattes for the embedded model, nothing for released checkpoints, whose
+        reference pipeline does not do it).
         ``on_progress(done, total)`` is called after each chunk; raising in it stops the run.
         """
-        return self.predict_tasks(images, [task], processing_res, batch_size, on_progress)[get_task(task).name]
+        return self.predict_tasks(images, [task], processing_res, batch_size, on_progress,
+                                  flip_average)[get_task(task).name]
 
     @torch.inference_mode()
-    def predict_tasks(self, images, tasks, processing_res=None, batch_size=1, on_progress=None) -> dict[str, Prediction]:
+    def predict_tasks(self, images, tasks, processing_res=None, batch_size=1, on_progress=None,
+                      flip_average=None) -> dict[str, Prediction]:
         """``predict`` for several tasks at once: each image is encoded by the VAE once and shared by the tasks."""
         # 1. Check inputs
         tasks = [get_task(task) for task in dict.fromkeys(tasks)]
@@ -183,16 +203,27 @@ class GenPerceptPredictor:
         if batch_size < 1:
             raise GenPerceptError(f"batch size must be at least 1, got {batch_size}")
         check_processing_size(*rgb.shape[-2:], processing_res)
+        if flip_average and any(task.mirror is None for task in tasks):
+            names = ", ".join(task.name for task in tasks if task.mirror is None)
+            raise GenPerceptError(f"{names} maps are colour codes that cannot be averaged; predict with flip averaging off")
+        averaged = {task.name: self.averages_with_mirror(task, flip_average) for task in tasks}
         loaded = {task.name: self.load_task(task.name) for task in tasks}
 
-        # 2. Run chunk by chunk
+        # 2. Run chunk by chunk; a mirrored view is a second pass (not a doubled batch: same peak memory)
         outputs = {task.name: [] for task in tasks}
         for start in range(0, rgb.shape[0], batch_size):
             chunk = rgb[start:start + batch_size]
-            rgb_latent = self._encode(chunk, processing_res)  # [b,4,h/8,w/8]
+            views = [chunk, chunk.flip(-1)] if any(averaged.values()) else [chunk]
+            maps = {task.name: [] for task in tasks}
+            for view in views:
+                rgb_latent = self._encode(view, processing_res)  # [b,4,h/8,w/8]
+                for task in tasks:
+                    if view is chunk or averaged[task.name]:
+                        unet, embedding, _ = loaded[task.name]
+                        maps[task.name].append(self._perceive(rgb_latent, task, unet, embedding, chunk.shape[-2:]).cpu())
             for task in tasks:
-                unet, embedding, _ = loaded[task.name]
-                outputs[task.name].append(self._perceive(rgb_latent, task, unet, embedding, chunk.shape[-2:]).cpu())
+                own, *mirrored = maps[task.name]
+                outputs[task.name].append(average_with_mirrored(own, mirrored[0], task.mirror) if mirrored else own)
             if on_progress is not None:
                 on_progress(min(start + batch_size, rgb.shape[0]), rgb.shape[0])
 
@@ -200,7 +231,7 @@ class GenPerceptPredictor:
         for task in tasks:
             prediction = torch.cat(outputs[task.name])  # [B,C,H,W] in [0,1]
             raw = prediction[:, 0] if task.channels == 1 else prediction.permute(0, 2, 3, 1)
-            provenance = self._provenance(task, processing_res, loaded[task.name][2])
+            provenance = self._provenance(task, processing_res, loaded[task.name][2], averaged[task.name])
             predictions[task.name] = Prediction(task.name, raw.numpy().astype(np.float32), provenance)
         return predictions
 
@@ -219,7 +250,7 @@ class GenPerceptPredictor:
         decoded = self.vae.decode(target_latent / self.vae.config.scaling_factor).sample  # [b,3,h',w']
         return finish_prediction(decoded, task.channels, tuple(input_size))  # [b,C,H,W]
 
-    def _provenance(self, task: Task, processing_res: int, info: dict) -> dict:
+    def _provenance(self, task: Task, processing_res: int, info: dict, flip_average: bool) -> dict:
         import diffusers
 
         unet_folder = self.model.unet_folder(task)
@@ -234,6 +265,7 @@ class GenPerceptPredictor:
             "vae_sha256": self._hash(self.vae_folder),
             "embedding": info["embedding"],
             "processing_res": processing_res,
+            "flip_average": flip_average,
             "resample": "bilinear antialias (uint8 in, float out)",
             "timestep": int(self.model.settings["timestep"]),
             "dtype": str(self.dtype).removeprefix("torch."),

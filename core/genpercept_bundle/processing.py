@@ -6,6 +6,9 @@
 - normalise: rgb / 255 * 2 - 1;
 - finish: channel mean for scalar tasks, clip to [-1, 1], (x + 1) / 2, bilinear
   antialiased resize back to the input size, clip to [0, 1].
+
+Flip averaging (ours, not the reference's): the photo and its mirror image are
+both predicted and the mirror's map, mirrored back, is averaged in.
 """
 
 import torch
@@ -52,3 +55,14 @@ def finish_prediction(decoded: torch.Tensor, channels: int, size: tuple[int, int
     if tuple(prediction.shape[-2:]) != tuple(size):
         prediction = F.interpolate(prediction, size=size, mode="bilinear", align_corners=False, antialias=True)
     return prediction.clip(0.0, 1.0)
+
+
+def average_with_mirrored(prediction: torch.Tensor, mirrored: torch.Tensor, mirror: str) -> torch.Tensor:
+    """Average a finished prediction [B,C,H,W] in [0,1] with the one of the mirrored photo, mirrored back.
+
+    ``mirror``: "map" (depth, mattes...) or "normal" (X points the other way in a mirror: x -> 1 - x).
+    """
+    back = mirrored.flip(-1)
+    if mirror == "normal":
+        back[:, 0] = 1.0 - back[:, 0]
+    return (prediction + back) / 2.0

@@ -14,17 +14,22 @@ class Task:
     # 1: the three decoded channels are averaged (a scalar map); 3: kept.
     channels: int
     meaning: str
+    # How the map of a mirrored photo relates to the photo's own, for flip averaging:
+    # "map" mirrors back as is, "normal" also negates X, None cannot be averaged
+    # (colour codes of classes blend into other classes).
+    mirror: str | None = "map"
 
 
 TASKS: dict[str, Task] = {
     task.name: task
     for task in (
         Task("depth", ("unet_depth_v2",), 1, "relative depth, 0 = near, 1 = far"),
-        Task("normal", ("unet_normal_v2",), 3, "camera-space unit normals, +X right, +Y up, +Z toward the viewer"),
+        Task("normal", ("unet_normal_v2",), 3, "camera-space unit normals, +X right, +Y up, +Z toward the viewer",
+             "normal"),
         Task("matte", ("unet_matting_v2", "unet_matting_v1"), 1, "alpha, 0 = background, 1 = foreground"),
         Task("dis", ("unet_dis_v2", "unet_dis_v1"), 1, "dichotomous segmentation mask, soft, 1 = object"),
         Task("disparity", ("unet_disparity_v2",), 1, "relative disparity, 0 = far, 1 = near"),
-        Task("seg", ("unet_seg_v2",), 3, "colour-coded semantic segmentation (Hypersim classes)"),
+        Task("seg", ("unet_seg_v2",), 3, "colour-coded semantic segmentation (Hypersim classes)", None),
     )
 }
 
