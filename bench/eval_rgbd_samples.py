@@ -1,6 +1,7 @@
 """Depth on real RGB-D frames: the model against constant and vertical-gradient baselines.
 
-    python bench/eval_rgbd_samples.py [--model DIR] [--processing-res N] [--samples ../shared/eval/rgbd_open3d_samples]
+    python bench/eval_rgbd_samples.py [--model DIR] [--processing-res N] [--flip-average auto|on|off]
+                                      [--samples ../shared/eval/rgbd_open3d_samples]
 
 Converts the 14 frames of rgbd_open3d_samples (NYU raw, SUN RGB-D, TUM, 11 ICL-NUIM renders; see its
 README for the depth decodings) into our dataset layout under bench/results/, then scores AbsRel and
@@ -14,8 +15,10 @@ import cv2
 import numpy as np
 
 from genpercept_bundle import GenPerceptPredictor, load_image
+from genpercept_bundle.cli import add_flip_average_option
 from genpercept_bundle.dataset import FORMAT, Sample, write_sample
 from genpercept_bundle.evaluation import evaluate, format_table
+from genpercept_bundle.predictor import FLIP_AVERAGE_CHOICES
 from genpercept_bundle.writers import write_json
 
 HERE = Path(__file__).parent
@@ -52,14 +55,18 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--model", default=None, help="model folder (default: the embedded model)")
     parser.add_argument("--processing-res", type=int, default=None)
+    add_flip_average_option(parser)
     parser.add_argument("--samples", type=Path, default=DEFAULT_SAMPLES)
     args = parser.parse_args()
     dataset = build_dataset(args.samples, HERE / "results" / "rgbd_samples")
     predictor = GenPerceptPredictor.from_pretrained(args.model, ["depth"], device="cpu")
-    results = evaluate(predictor, dataset, "test", ["depth"], args.processing_res, baselines=True, progress=False)
+    flip_average = FLIP_AVERAGE_CHOICES[args.flip_average]
+    results = evaluate(predictor, dataset, "test", ["depth"], args.processing_res, baselines=True, progress=False,
+                       flip_average=flip_average)
     print(format_table(results))
-    write_json(HERE / "results" / "rgbd_samples.json", {"model": args.model or "default",
-                                                        "processing_res": args.processing_res, "results": results})
+    write_json(HERE / "results" / "rgbd_samples.json", {
+        "model": args.model or "default", "processing_res": args.processing_res,
+        "flip_average": predictor.averages_with_mirror("depth", flip_average), "results": results})
 
 
 if __name__ == "__main__":

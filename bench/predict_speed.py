@@ -23,7 +23,9 @@ def main():
     args = parser.parse_args()
     predictor = GenPerceptPredictor.from_pretrained(args.model, ["depth", "normal", "matte"], device="cpu")
     rgb = np.random.default_rng(0).integers(0, 256, (args.size, args.size, 3), dtype=np.uint8)
-    report = {"image": f"{args.size}x{args.size}", "threads": torch.get_num_threads(), "seconds": {}}
+    report = {"image": f"{args.size}x{args.size}", "threads": torch.get_num_threads(),
+              "flip_average": {task: predictor.averages_with_mirror(task) for task in ("depth", "normal", "matte")},
+              "seconds": {}}
     for resolution in args.processing_res:
         label = f"processing_res={resolution or 'native'}"
         report["seconds"][label] = {}

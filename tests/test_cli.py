@@ -72,6 +72,15 @@ def test_raw_writes_network_output(tiny_model, photo, tmp_path):
     assert not np.allclose(np.linalg.norm(raw * 2 - 1, axis=-1), 1.0, atol=1e-3)  # not renormalised
 
 
+def test_flip_average_option_reaches_the_predictor(tiny_model, photo, tmp_path):
+    for choice in ("auto", "on"):
+        assert run("predict", photo, "--model", tiny_model, "--out", tmp_path / choice, "--task", "depth",
+                   "--format", "npy", "--processing-res", 64, "--flip-average", choice) == 0
+    meta = {c: json.loads((tmp_path / c / "photo_depth.json").read_text()) for c in ("auto", "on")}
+    assert meta["auto"]["flip_average"] is False and meta["on"]["flip_average"] is True  # released layout: off
+    assert not np.array_equal(np.load(tmp_path / "auto" / "photo_depth.npy"), np.load(tmp_path / "on" / "photo_depth.npy"))
+
+
 def test_folder_and_glob_inputs(tiny_model, photo, tmp_path):
     shutil.copy(photo, tmp_path / "second.jpg")
     out = tmp_path / "out"

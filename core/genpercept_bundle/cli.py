@@ -8,10 +8,17 @@ import numpy as np
 
 from .conventions import NORMAL_CONVENTIONS, colorize_depth, near_bright, normals_to_rgb
 from .errors import GenPerceptError
+from .predictor import FLIP_AVERAGE_CHOICES
 from .tasks import TASKS, get_task
 from .writers import FORMATS, SUFFIXES, write_json, write_map, write_png8
 
 DEFAULT_TASKS = ["depth", "normal", "matte"]
+
+
+def add_flip_average_option(command):
+    command.add_argument("--flip-average", choices=FLIP_AVERAGE_CHOICES, default="auto",
+                         help="also predict the mirrored photo and average (twice the time, steadier maps); "
+                              "auto = the model's default (embedded model: normals and mattes; released checkpoints: none)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -29,6 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--processing-res", type=int, default=None,
                          help="longest side the model sees; 0 = native size (default: the model's, 768 for the release)")
     predict.add_argument("--batch-size", type=int, default=1, help="images per forward pass (same-size images only)")
+    add_flip_average_option(predict)
     predict.add_argument("--normal-convention", choices=NORMAL_CONVENTIONS, default="opengl",
                          help="green-channel convention of normal colour encodings (png16 and previews)")
     predict.add_argument("--raw", action="store_true",
@@ -103,6 +111,7 @@ def _add_training_commands(commands):
     evaluate.add_argument("--split", default="test")
     evaluate.add_argument("--task", nargs="+", default=DEFAULT_TASKS)
     evaluate.add_argument("--processing-res", type=int, default=None)
+    add_flip_average_option(evaluate)
     evaluate.add_argument("--limit", type=int, default=None, help="first N samples only")
     evaluate.add_argument("--baselines", action="store_true", help="also score constant and vertical-gradient depth")
     evaluate.add_argument("--json", type=Path, default=None, help="write the results here")
@@ -150,7 +159,8 @@ def run_predict(args) -> int:
             tqdm.write(f"genpercept: skipped: {error}", file=sys.stderr)
             failures += 1
             continue
-        for prediction in predictor.predict_tasks(rgb, tasks, args.processing_res, args.batch_size).values():
+        for prediction in predictor.predict_tasks(rgb, tasks, args.processing_res, args.batch_size,
+                                                   flip_average=FLIP_AVERAGE_CHOICES[args.flip_average]).values():
             write_outputs(args, path, prediction)
     if failures:
         print(f"genpercept: error: {failures} of {len(inputs)} images could not be read", file=sys.stderr)
@@ -265,11 +275,14 @@ def run_eval(args) -> int:
 
     tasks = [get_task(t).name for t in args.task]
     predictor = GenPerceptPredictor.from_pretrained(args.model, tasks, device=args.device)
-    results = evaluate(predictor, args.dataset, args.split, tasks, args.processing_res, args.limit, args.baselines)
+    flip_average = FLIP_AVERAGE_CHOICES[args.flip_average]
+    results = evaluate(predictor, args.dataset, args.split, tasks, args.processing_res, args.limit, args.baselines,
+                       flip_average=flip_average)
     print(format_table(results))
     if args.json:
         write_json(args.json, {"dataset": str(args.dataset), "split": args.split, "model": args.model or "default",
                                "processing_res": args.processing_res or predictor.default_processing_resolution,
+                               "flip_average": {task: predictor.averages_with_mirror(task, flip_average) for task in tasks},
                                "results": results})
     return 0
 

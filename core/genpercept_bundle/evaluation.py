@@ -16,7 +16,7 @@ def baseline_depth(kind: str, height: int, width: int) -> np.ndarray:
 
 
 def evaluate(predictor, dataset, split="test", tasks=("depth", "normal", "matte"), processing_res=None,
-             limit=None, baselines=False, progress=True) -> dict:
+             limit=None, baselines=False, progress=True, flip_average=None) -> dict:
     """Mean metrics per task (and per depth baseline) over a split; tasks without ground truth are skipped."""
     from tqdm import tqdm
 
@@ -27,7 +27,8 @@ def evaluate(predictor, dataset, split="test", tasks=("depth", "normal", "matte"
         truths = {"depth": sample.depth, "normal": sample.normal, "matte": sample.alpha}
         scored = [task for task in tasks if truths[task] is not None]
         if predictor is not None and scored:
-            for task, prediction in predictor.predict_tasks(sample.rgb, scored, processing_res).items():
+            predictions = predictor.predict_tasks(sample.rgb, scored, processing_res, flip_average=flip_average)
+            for task, prediction in predictions.items():
                 scores.setdefault(task, []).append(_score(task, prediction.maps[0], sample))
         if baselines and "depth" in scored:
             for kind in DEPTH_BASELINES:
