@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from genpercept_bundle import GenPerceptError
-from genpercept_bundle.predictor import check_processing_size
+from genpercept_bundle.predictor import FLIP_AVERAGE_CHOICES, check_processing_size
 from genpercept_bundle.conventions import NORMAL_CONVENTIONS, near_bright, normalise_depth_batch, normals_to_rgb
 from genpercept_bundle.writers import SUFFIXES, write_json, write_map
 
@@ -45,18 +45,21 @@ def images_to_rgb8(images: torch.Tensor) -> torch.Tensor:
 
 
 def predict(model, images: torch.Tensor, task: str, processing_resolution: int = 0, batch_size: int = 1,
-            on_progress=None) -> Maps:
+            on_progress=None, flip_average: str = "auto") -> Maps:
     """Run one task over an IMAGE batch, ``batch_size`` images at a time; maps come back at the input size.
 
     ``processing_resolution``: longest side the model sees; 0 = the model's own default.
+    ``flip_average``: "on" also predicts the mirrored image and averages; "auto" = the model's default.
     ``on_progress(done, total)`` is called after each chunk and may raise to interrupt.
     """
+    if flip_average not in FLIP_AVERAGE_CHOICES:
+        raise GenPerceptError(f"flip_average must be one of {', '.join(FLIP_AVERAGE_CHOICES)}, got {flip_average!r}")
     predictor = model.ready(task)
     resolution = processing_resolution or predictor.default_processing_resolution
     if images.ndim == 4:
         check_processing_size(images.shape[1], images.shape[2], resolution)  # before any big conversion
     rgb = images_to_rgb8(images)
-    prediction = predictor.predict(rgb, task, resolution, batch_size, on_progress)
+    prediction = predictor.predict(rgb, task, resolution, batch_size, on_progress, FLIP_AVERAGE_CHOICES[flip_average])
     return Maps(prediction.task, torch.from_numpy(prediction.maps.copy()), prediction.provenance)
 
 

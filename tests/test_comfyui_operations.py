@@ -43,6 +43,15 @@ def test_default_resolution_is_the_models(model, images):
     assert maps.provenance["processing_res"] == model.predictor.default_processing_resolution
 
 
+def test_flip_average_choice_reaches_the_predictor(model, images):
+    off = operations.predict(model, images, "normal", 64, flip_average="auto")
+    on = operations.predict(model, images, "normal", 64, flip_average="on")
+    assert off.provenance["flip_average"] is False and on.provenance["flip_average"] is True
+    assert not torch.equal(off.values, on.values)
+    with pytest.raises(GenPerceptError, match="flip_average must be one of auto, on, off"):
+        operations.predict(model, images, "normal", 64, flip_average="yes")
+
+
 def depth_maps(values):
     return operations.Maps("depth", torch.tensor(values, dtype=torch.float32))
 
