@@ -25,6 +25,15 @@ def test_ships_in_the_released_layout_within_30_mb():
     assert settings["default_processing_resolution"] > 0
 
 
+def test_normals_and_mattes_are_averaged_with_the_mirrored_photo_by_default(predictor):
+    rgb = render(random_scene(900_300), height=192, width=256)["rgb"]
+    by_default = predictor.predict_tasks(rgb, ["depth", "normal", "matte"])
+    assert {task: p.provenance["flip_average"] for task, p in by_default.items()} == {
+        "depth": False, "normal": True, "matte": True}
+    assert not np.array_equal(by_default["matte"].raw, predictor.predict(rgb, "matte", flip_average=False).raw)
+    assert np.array_equal(by_default["depth"].raw, predictor.predict(rgb, "depth", flip_average=False).raw)
+
+
 def _scenes_with_hero(count, start=900_000):
     """Held-out seeds (the training split uses 0..2399): scenes with a foreground object."""
     seed = start
