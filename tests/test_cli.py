@@ -149,10 +149,12 @@ def test_train_command_passes_the_schedule_options_through(tmp_path, capsys):
     data = generate_dataset(tmp_path / "data", {"train": 4, "test": 1}, seed=3, size=(64, 48))
     model = write_random_checkpoint(tmp_path / "model", tasks=[], architecture="small")
     assert run("train", data, "--task", "matte", "--vae", model / "vae", "--out", model, "--steps", 3, "--lr", 1e-3,
-               "--warmup", 1, "--size", "64x48", "--final-lr-fraction", 0.05, "--ema-decay", 0.99, "--scenes", 2) == 0
+               "--warmup", 1, "--size", "64x48", "--final-lr-fraction", 0.05, "--ema-decay", 0.99, "--scenes", 2,
+               "--latent-steps", 2, "--augmented-copies", 1) == 0
     state = json.loads((model / "checkpoint" / "matte" / "state.json").read_text())
     assert state["step"] == 3 and len(state["history"]) == 3
     assert state["config"]["final_lr_fraction"] == 0.05 and state["config"]["ema_decay"] == 0.99
+    assert state["config"]["latent_steps"] == 2 and state["config"]["augmented_copies"] == 1
     assert (model / "unet_matting_v2" / "diffusion_pytorch_model.safetensors").is_file()
     assert "2 training samples" in capsys.readouterr().out
 

@@ -117,6 +117,19 @@ def decoded_matte_errors(data, base_model, runs):
     return errors
 
 
+def test_latent_stage_draws_on_augmented_copies(data, base_model, tmp_path):
+    runs = {}
+    for copies in (0, 2):
+        messages = []
+        config = small_config(steps=30, latent_steps=30, augmented_copies=copies)
+        train_unet(data, "matte", base_model / "vae", tmp_path / str(copies), config, architecture="tiny",
+                   log=messages.append)
+        runs[copies] = load_file(tmp_path / str(copies) / "unet_matting_v2" / "diffusion_pytorch_model.safetensors")
+    assert "matte: 12 augmented copies encoded" in messages  # 6 scenes x 2
+    assert sum(history(tmp_path / "2", "matte")[-5:]) < sum(history(tmp_path / "2", "matte")[:5])
+    assert not torch.equal(runs[0]["conv_in.weight"], runs[2]["conv_in.weight"])  # same seed, other batches
+
+
 def test_latent_steps_beyond_the_total_are_refused():
     with pytest.raises(GenPerceptError, match=r"latent steps \(80\) must be between 0 and the total steps \(60\)"):
         TrainConfig(steps=60, latent_steps=80)

@@ -104,6 +104,9 @@ def _add_training_commands(commands):
     unet.add_argument("--latent-steps", type=int, default=0,
                       help="the first N of --steps regress the encoded target latent (cheap: no decoder pass), "
                            "the rest use the pixel-space losses")
+    unet.add_argument("--augmented-copies", type=int, default=0,
+                      help="also train the latent stage on N randomly cropped, mirrored and recoloured copies of "
+                           "every scene (encoded once at the start)")
 
     evaluate = commands.add_parser("eval", help="score a model on a dataset folder")
     evaluate.add_argument("dataset", type=Path)
@@ -259,6 +262,7 @@ def run_train(args) -> int:
                          height=height, seed=args.seed,
                          checkpoint_every=args.checkpoint_every, device=args.device, dtype=args.dtype,
                          lora_rank=getattr(args, "lora_rank", 0), latent_steps=getattr(args, "latent_steps", 0),
+                         augmented_copies=getattr(args, "augmented_copies", 0),
                          ema_decay=args.ema_decay)
     if args.command == "train-vae":
         result = train_vae(args.dataset, args.out, config, resume=not args.no_resume, scenes=args.scenes)

@@ -11,7 +11,8 @@
   (EMA), any device/dtype.
   Optionally a cheaper first stage (``latent_steps``) regresses the encoded
   target latent instead (Marigold-style MSE, no decoder pass): on a CPU the
-  decoder's forward and backward are ~5x the small UNet's cost.
+  decoder's forward and backward are ~5x the small UNet's cost. That stage can
+  also draw on ``augmented_copies`` (crops, mirrors, colour changes; encoded once).
 
 A run folder holds ``checkpoint/`` (resume state, safetensors + JSON) and the
 result in the released layout (``unet_<task>_v2/`` or ``vae/``).
@@ -30,6 +31,7 @@ from diffusers import AutoencoderKL, UNet2DConditionModel
 from safetensors.torch import load_file, save_file
 
 from .architectures import ARCHITECTURES
+from .augmentation import augment_sample
 from .checkpoint import load_model, save_model
 from .dataset import read_sample, read_settings, sample_ids
 from .errors import GenPerceptError
@@ -43,6 +45,7 @@ from .text_embedding import resolve_embedding
 class TrainConfig:
     steps: int = 1000  # in total, latent stage included
     latent_steps: int = 0  # the first steps regress the encoded target latent (MSE) instead of pixel losses
+    augmented_copies: int = 0  # cropped, mirrored, recoloured copies of every scene mixed into the latent stage
     batch_size: int = 8
     grad_accumulation: int = 1
     lr: float = 3e-5  # the paper's, for fine-tuning SD2.1; from scratch use ~1e-3
@@ -61,6 +64,8 @@ class TrainConfig:
         if not 0 <= self.latent_steps <= self.steps:
             raise GenPerceptError(f"latent steps ({self.latent_steps}) must be between 0 and the total steps "
                                   f"({self.steps}): --steps counts both stages")
+        if self.augmented_copies < 0:
+            raise GenPerceptError(f"augmented copies must be 0 or more, got {self.augmented_copies}")
         if not 0 <= self.ema_decay < 1:
             raise GenPerceptError(f"EMA decay must be in [0, 1) (0 = off, typical 0.999), got {self.ema_decay}")
 
@@ -116,8 +121,8 @@ class TrainingSet:
                 target, mask = self._target(sample, task, width, height)
                 targets[task].append(target)
                 masks[task].append(mask)
-        self.rgb = torch.from_numpy(np.stack(rgb)).permute(0, 3, 1, 2).contiguous()  # [N,3,H,W] uint8
-        self.targets = {t: torch.from_numpy(np.stack(v)).permute(0, 3, 1, 2).contiguous() for t, v in targets.items()}
+        self.rgb = _channels_first(rgb)  # [N,3,H,W] uint8
+        self.targets = {t: _channels_first(v) for t, v in targets.items()}
         self.masks = {t: torch.from_numpy(np.stack(v))[:, None] for t, v in masks.items()}
 
     @staticmethod
@@ -353,18 +358,29 @@ def train_unet(dataset, task: str, vae_folder, out: Path, config: TrainConfig, i
         everything = torch.ones(len(data), dtype=torch.bool)
         target_latents = encode_latents(vae, targets, device)
         flipped_target_latents = encode_latents(vae, flip_batch(targets, masks, everything, task_name)[0], device)
+        if config.augmented_copies:
+            copy_latents, copy_target_latents = augmented_latents(dataset, task_name, vae, config, len(data), device)
+            log(f"{task_name}: {len(copy_latents)} augmented copies encoded")
     timestep = torch.tensor([1], device=device)
     scale = vae.config.scaling_factor
 
     def batch_loss(generator, step):
         index = torch.randint(0, len(data), (config.batch_size,), generator=generator)
         flip = torch.rand(config.batch_size, generator=generator) < 0.5
-        rgb_latent = torch.where(flip[:, None, None, None], flipped_latents[index], latents[index]).to(device)
+        rgb_latent = torch.where(flip[:, None, None, None], flipped_latents[index], latents[index])
+        in_latent_stage = step < config.latent_steps
+        if in_latent_stage:
+            truth = torch.where(flip[:, None, None, None], flipped_target_latents[index], target_latents[index])
+            if config.augmented_copies:
+                copy = torch.randint(0, config.augmented_copies + 1, (config.batch_size,), generator=generator)
+                pick = (copy > 0)[:, None, None, None]  # copy 0: the scene itself
+                pool = (copy - 1).clamp(min=0) * len(data) + index
+                rgb_latent = torch.where(pick, copy_latents[pool], rgb_latent)
+                truth = torch.where(pick, copy_target_latents[pool], truth)
         with _autocast(config):
             conditioning = embedding.expand(config.batch_size, -1, -1)
-            target_latent = -unet(rgb_latent, timestep, encoder_hidden_states=conditioning).sample
-            if step < config.latent_steps:
-                truth = torch.where(flip[:, None, None, None], flipped_target_latents[index], target_latents[index])
+            target_latent = -unet(rgb_latent.to(device), timestep, encoder_hidden_states=conditioning).sample
+            if in_latent_stage:
                 return F.mse_loss(target_latent.float(), truth.to(device))
             decoded = vae.decode(target_latent / scale).sample  # frozen decoder, gradients flow through
         target, mask = flip_batch(targets[index], masks[index], flip, task_name)
@@ -373,6 +389,29 @@ def train_unet(dataset, task: str, vae_folder, out: Path, config: TrainConfig, i
     optimise(task_name, unet, optimizer, config, batch_loss, checkpoint_dir, resume, log, progress_line)
     final = unet.merge_and_unload() if config.lora_rank else unet
     return save_model(final.eval(), out / get_task(task_name).unet_folders[0])
+
+
+def augmented_latents(dataset, task: str, vae, config: TrainConfig, scenes: int, device, chunk=256):
+    """``config.augmented_copies`` copies of the first ``scenes`` training scenes (``augment_sample``), encoded:
+    (photo latents, target latents), each [copies * scenes, 4, h, w], copy by copy. Seeded by ``config.seed``."""
+    settings = read_settings(dataset)
+    ids = sample_ids(dataset, "train")[:scenes]
+    rng = np.random.default_rng(config.seed)
+    photo_latents, target_latents = [], []
+    for _ in range(config.augmented_copies):
+        for start in range(0, len(ids), chunk):
+            photos, targets = [], []
+            for sample_id in ids[start:start + chunk]:
+                sample = augment_sample(read_sample(dataset, "train", sample_id, settings), rng)
+                photos.append(_fit(sample.rgb, config.width, config.height, cv2.INTER_AREA))
+                targets.append(TrainingSet._target(sample, task, config.width, config.height)[0])
+            photo_latents.append(encode_latents(vae, _channels_first(photos), device))
+            target_latents.append(encode_latents(vae, _channels_first(targets), device))
+    return torch.cat(photo_latents), torch.cat(target_latents)
+
+
+def _channels_first(images: list[np.ndarray]) -> torch.Tensor:
+    return torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).contiguous()
 
 
 def _base(unet):
