@@ -41,8 +41,7 @@ def test_unet_loss_decreases_and_result_loads(data, base_model, tmp_path, task):
     result = train_unet(data, task, base_model / "vae", run, small_config(steps=60, lr=1e-3), architecture="tiny",
                         log=lambda _: None)
     assert len(history(run, task)) == 60
-    train_unet(data, task, base_model / "vae", initial, small_config(steps=1, lr=0.0), architecture="tiny",
-               log=lambda _: None)  # the same random init, untrained
+    untrained_unet(data, base_model, task, initial)
     # the task's loss on every training scene, unflipped: deterministic, unlike the per-batch history
     # (measured with one thread: depth 0.80 -> 0.36, normal 2.02 -> 1.57, matte 0.59 -> 0.50)
     from genpercept_bundle.training import task_loss
@@ -79,8 +78,7 @@ def test_latent_stage_skips_the_decoder_yet_fits_the_decoded_matte(data, base_mo
     assert decodes == []
     losses = history(run, "matte")
     assert sum(losses[90:100]) / 10 < 0.5 * sum(losses[:10]) / 10  # the latent regression converges
-    train_unet(data, "matte", base_model / "vae", initial, small_config(steps=1, lr=0.0), architecture="tiny",
-               log=lambda _: None)  # the same random init, untrained
+    untrained_unet(data, base_model, "matte", initial)
     monkeypatch.undo()
     error = decoded_matte_errors(data, base_model, {"trained": run, "untrained": initial})
     # measured: VAE bound 0.077, trained 0.086, untrained 0.143 (86 % of the reachable gap closed)
@@ -91,6 +89,12 @@ def test_latent_stage_skips_the_decoder_yet_fits_the_decoded_matte(data, base_mo
     train_unet(data, "matte", base_model / "vae", run, small_config(steps=110, latent_steps=100), architecture="tiny",
                log=lambda _: None)
     assert len(decodes) == 10 and len(history(run, "matte")) == 110
+
+
+def untrained_unet(data, base_model, task, out):
+    """The random init every tiny training run here starts from (same seed), saved untrained: one step at lr 0."""
+    train_unet(data, task, base_model / "vae", out, small_config(steps=1, lr=0.0), architecture="tiny",
+               log=lambda _: None)
 
 
 def decoded_matte_errors(data, base_model, runs):
@@ -142,8 +146,7 @@ def test_latent_stage_draws_on_augmented_copies(data, base_model, tmp_path):
         runs[copies] = load_file(tmp_path / str(copies) / "unet_matting_v2" / "diffusion_pytorch_model.safetensors")
     assert "matte: 12 augmented copies encoded" in messages  # 6 scenes x 2
     assert not torch.equal(runs[0]["conv_in.weight"], runs[2]["conv_in.weight"])  # same seed, other batches
-    train_unet(data, "matte", base_model / "vae", tmp_path / "untrained", small_config(steps=1, lr=0.0),
-               architecture="tiny", log=lambda _: None)
+    untrained_unet(data, base_model, "matte", tmp_path / "untrained")
     error = decoded_matte_errors(data, base_model, {"copies": tmp_path / "2", "untrained": tmp_path / "untrained"})
     # it still learns the scenes themselves (measured with one thread: 0.129 vs 0.146 untrained)
     assert error["copies"] < 0.95 * error["untrained"]
