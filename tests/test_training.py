@@ -10,7 +10,7 @@ from genpercept_bundle import GenPerceptPredictor, get_task
 from genpercept_bundle.errors import GenPerceptError
 from genpercept_bundle.architectures import write_random_checkpoint
 from genpercept_bundle.dataset import generate_dataset
-from genpercept_bundle.training import TrainConfig, train_unet, train_vae
+from genpercept_bundle.training import TrainConfig, task_loss, train_unet, train_vae
 
 
 @pytest.fixture(scope="module")
@@ -44,8 +44,6 @@ def test_unet_loss_decreases_and_result_loads(data, base_model, tmp_path, task):
     untrained_unet(data, base_model, task, initial)
     # the task's loss on every training scene, unflipped: deterministic, unlike the per-batch history
     # (measured with one thread: depth 0.80 -> 0.36, normal 2.02 -> 1.57, matte 0.59 -> 0.50)
-    from genpercept_bundle.training import task_loss
-
     truth, decoded = decoded_predictions(data, base_model, task, {"trained": run, "untrained": initial})
     trained, untrained = (float(task_loss(task, decoded[name], truth.targets[task], truth.masks[task]))
                           for name in ("trained", "untrained"))
