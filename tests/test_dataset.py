@@ -71,6 +71,31 @@ def test_generate_dataset_splits_and_resume(tmp_path):
     assert (root / "train" / f"{sample_ids(root, 'train')[0]}_rgb.png").stat().st_mtime_ns == before
 
 
+def test_test_split_keeps_its_seeds_when_the_training_split_grows(tmp_path):
+    small = generate_dataset(tmp_path / "small", {"train": 2, "test": 2}, seed=1, size=(32, 24))
+    grown = generate_dataset(tmp_path / "small", {"train": 4, "test": 2}, seed=1, size=(32, 24))  # resumed, grown
+    other = generate_dataset(tmp_path / "other", {"train": 3, "test": 2}, seed=1, size=(32, 24))
+    assert sample_ids(grown, "test") == sample_ids(other, "test") == ["1100000", "1100001"]
+    assert sample_ids(small, "train") == ["1000000", "1000001", "1000002", "1000003"]
+    assert (small / "test" / "1100000_rgb.png").read_bytes() == (other / "test" / "1100000_rgb.png").read_bytes()
+    assert read_settings(small)["first_seeds"] == {"train": 1_000_000, "test": 1_100_000}
+
+
+def test_resuming_with_other_seeds_or_size_is_refused_and_changes_nothing(tmp_path):
+    root = generate_dataset(tmp_path / "data", {"train": 2, "test": 1}, seed=0, size=(32, 24))
+    # a folder from before the seed blocks: its test split came right after the training split
+    old_layout = {**read_settings(root), "splits": {"train": 2, "test": 1}}
+    del old_layout["first_seeds"]
+    (root / "dataset.json").write_text(json.dumps(old_layout))
+    files = sorted(p.name for p in root.rglob("*"))
+    with pytest.raises(GenPerceptError, match="test split starts at seed 100000.*new folder"):
+        generate_dataset(root, {"train": 2, "test": 1}, seed=0, size=(32, 24))
+    with pytest.raises(GenPerceptError, match="holds 32x24 scenes.*--size 32x24"):
+        generate_dataset(root, {"train": 2}, seed=0, size=(64, 48))
+    assert sorted(p.name for p in root.rglob("*")) == files
+    assert json.loads((root / "dataset.json").read_text()) == old_layout
+
+
 def test_not_a_dataset(tmp_path):
     with pytest.raises(GenPerceptError, match="no dataset.json"):
         read_settings(tmp_path)

@@ -13,6 +13,9 @@
         <id>_alpha.png        8- or 16-bit alpha matte, 1 = foreground
         <id>_camera.json      {"fx", "fy", "cx", "cy"} in pixels
 
+Generated sets also record their ``seed``, ``splits``, each split's ``first_seeds`` and ``size`` in
+dataset.json; a scene's <id> is its seed.
+
 Every ground-truth file is optional per sample: a depth-only set is fine for
 depth training and evaluation. User data in this layout works everywhere ours does.
 """
@@ -138,22 +141,47 @@ def _render_one(job):
 SYNTHETIC_FORMAT = {**FORMAT, "zero_depth": "sky", "generator": "genpercept_bundle.synthetic"}
 
 
+SPLIT_SEEDS = 100_000  # each split renders from its own block of seeds, so one split's size never moves another's
+
+
+def split_first_seeds(seed: int, splits: dict[str, int]) -> dict[str, int]:
+    """The first scene seed of each split: the k-th split starts at seed x 1e6 + k x 100000."""
+    for split, count in splits.items():
+        if not 0 <= count <= SPLIT_SEEDS:
+            raise GenPerceptError(f"split {split!r} asks for {count} scenes; a split holds 0 to {SPLIT_SEEDS}")
+    if len(splits) > 1_000_000 // SPLIT_SEEDS:
+        raise GenPerceptError(f"at most {1_000_000 // SPLIT_SEEDS} splits per dataset, got {len(splits)}")
+    return {split: seed * 1_000_000 + k * SPLIT_SEEDS for k, split in enumerate(splits)}
+
+
+def _rendered_first_seeds(settings: dict) -> dict[str, int]:
+    if "first_seeds" in settings:
+        return settings["first_seeds"]
+    first, offset = {}, settings.get("seed", 0) * 1_000_000  # datasets made before the seed blocks
+    for split, count in settings.get("splits", {}).items():
+        first[split], offset = offset, offset + count
+    return first
+
+
 def generate_dataset(root: Path, splits: dict[str, int], seed: int = 0, size=(256, 192), workers: int = 1):
-    """Render ``splits`` ({"train": 2000, "test": 100}) with disjoint seeds; resumable (existing samples are kept)."""
+    """Render ``splits`` ({"train": 2000, "test": 100}) with disjoint seeds (see ``split_first_seeds``: the test
+    split stays the same whatever the training split's size); resumable (existing samples are kept)."""
     from multiprocessing import get_context
 
     from tqdm import tqdm
 
     root = Path(root)
+    first_seeds = split_first_seeds(seed, splits)
+    if (root / "dataset.json").is_file():
+        _check_resumable(root, first_seeds, size)
     root.mkdir(parents=True, exist_ok=True)
-    write_json(root / "dataset.json", {**SYNTHETIC_FORMAT, "seed": seed, "splits": splits, "size": list(size)})
-    jobs, offset = [], seed * 1_000_000
+    write_json(root / "dataset.json", {**SYNTHETIC_FORMAT, "seed": seed, "splits": splits,
+                                        "first_seeds": first_seeds, "size": list(size)})
+    jobs = []
     for split, count in splits.items():
-        for index in range(count):
-            sample_seed = offset + index
+        for sample_seed in range(first_seeds[split], first_seeds[split] + count):
             if not (root / split / f"{sample_seed:06d}_rgb.png").is_file():
                 jobs.append((root, split, sample_seed, *size))
-        offset += count
     with tqdm(total=len(jobs), unit="scene", desc="rendering", disable=None) as progress:
         if workers > 1:
             with get_context("spawn").Pool(workers) as pool:
@@ -164,3 +192,20 @@ def generate_dataset(root: Path, splits: dict[str, int], seed: int = 0, size=(25
                 _render_one(job)
                 progress.update()
     return root
+
+
+def _check_resumable(root: Path, first_seeds: dict[str, int], size):
+    """Adding scenes to a folder is fine; mixing scenes of another seed layout or size into a split is not."""
+    settings = read_settings(root)
+    rendered = _rendered_first_seeds(settings)
+    started = [split for split in first_seeds if any((root / split).glob("*_rgb.*"))]
+    for split in started:
+        if split in rendered and rendered[split] != first_seeds[split]:
+            raise GenPerceptError(
+                f"{root}/{split} holds scenes from seed {rendered[split]} on, this run's {split} split starts at seed "
+                f"{first_seeds[split]} (another --seed, or a folder made before each split had its own seeds): "
+                "render into a new folder")
+    if started and "size" in settings and list(settings["size"]) != list(size):
+        width, height = settings["size"]
+        raise GenPerceptError(f"{root} holds {width}x{height} scenes, this run asks for {size[0]}x{size[1]}: "
+                              f"render into a new folder or pass --size {width}x{height}")
