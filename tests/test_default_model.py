@@ -35,7 +35,7 @@ def test_normals_and_mattes_are_averaged_with_the_mirrored_photo_by_default(pred
 
 
 def _scenes_with_hero(count, start=900_000):
-    """Held-out seeds (the training split uses 0..2399): scenes with a foreground object."""
+    """Held-out seeds (the recipe's splits use seeds below 200000): scenes with a foreground object."""
     seed = start
     while count:
         scene = random_scene(seed)
@@ -89,6 +89,7 @@ def test_train_default_runs_every_stage_at_a_tiny_scale(tmp_path):
     for task in ("depth", "normal", "matte"):
         history = json.loads((workdir / "model" / "checkpoint" / task / "state.json").read_text())["history"]
         assert len(history) == settings["recipe"]["unet"][task]["steps"]
+    assert (workdir / "model" / "checkpoint" / "photo_latents.safetensors").is_file()  # encoded once, for all three
     predictor = GenPerceptPredictor.from_pretrained(str(export), ["depth", "normal", "matte"], device="cpu")
     frame = render(random_scene(1), height=48, width=64)
     results = predictor.predict_tasks(frame["rgb"], ["depth", "normal", "matte"], 64)

@@ -1,16 +1,20 @@
 """Few-step training on generated data: the loss goes down, checkpoints resume, LoRA merges."""
 
 import json
+import shutil
 
 import pytest
 import torch
+from diffusers import AutoencoderKL
 from safetensors.torch import load_file
 
 from genpercept_bundle import GenPerceptPredictor, get_task
 from genpercept_bundle.errors import GenPerceptError
 from genpercept_bundle.architectures import write_random_checkpoint
+from genpercept_bundle.checkpoint import load_model
 from genpercept_bundle.dataset import generate_dataset
-from genpercept_bundle.training import TrainConfig, task_loss, train_unet, train_vae
+from genpercept_bundle.training import (TrainConfig, TrainingSet, encode_latents, photo_latents, task_loss, train_unet,
+                                        train_vae)
 
 
 @pytest.fixture(scope="module")
@@ -153,6 +157,29 @@ def test_latent_stage_draws_on_augmented_copies(data, base_model, tmp_path):
 def test_latent_steps_beyond_the_total_are_refused():
     with pytest.raises(GenPerceptError, match=r"latent steps \(80\) must be between 0 and the total steps \(60\)"):
         TrainConfig(steps=60, latent_steps=80)
+
+
+def test_photo_latents_are_encoded_once_per_vae_and_photos(data, base_model, tmp_path):
+    run = tmp_path / "run"
+    train_unet(data, "matte", base_model / "vae", run, small_config(steps=2), architecture="tiny", log=lambda _: None)
+    cache = run / "checkpoint" / "photo_latents.safetensors"
+    written = cache.stat().st_mtime_ns
+    train_unet(data, "depth", base_model / "vae", run, small_config(steps=2), architecture="tiny", log=lambda _: None)
+    assert cache.stat().st_mtime_ns == written  # the second task read them
+
+    vae = load_model(AutoencoderKL, base_model / "vae", torch.float32, "cpu")
+    photos = TrainingSet(data, "train", [], 64, 48)
+    cached, cached_mirrored = photo_latents(vae, base_model / "vae", photos, run / "checkpoint", torch.device("cpu"))
+    assert torch.equal(cached, encode_latents(vae, photos.rgb, "cpu"))
+    assert torch.equal(cached_mirrored, encode_latents(vae, photos.rgb.flip(-1), "cpu"))
+
+    other_vae = tmp_path / "vae"  # another VAE (here: another latent scaling) must not reuse them
+    shutil.copytree(base_model / "vae", other_vae)
+    config = json.loads((other_vae / "config.json").read_text())
+    (other_vae / "config.json").write_text(json.dumps({**config, "scaling_factor": 2 * config["scaling_factor"]}))
+    scaled_vae = load_model(AutoencoderKL, other_vae, torch.float32, "cpu")
+    rescaled, _ = photo_latents(scaled_vae, other_vae, photos, run / "checkpoint", torch.device("cpu"))
+    torch.testing.assert_close(rescaled, 2 * cached)
 
 
 def test_resume_continues_from_the_checkpoint(data, base_model, tmp_path):

@@ -5,9 +5,10 @@
 3. fix the empty-text embedding (a seeded random [1,2,64] constant: the small
    model has no text encoder; the UNet learns around it);
 4. train the depth, normal and matte UNets with GenPercept's recipe, after a
-   cheaper latent-regression stage (see ``TrainConfig.latent_steps``); with
-   ``workers`` > 1 the tasks train side by side, one thread each (on 2 cores
-   that is ~1.3x the throughput of one process with two threads);
+   cheaper latent-regression stage (see ``TrainConfig.latent_steps``); the
+   photos are encoded once for all three; with ``workers`` > 1 the tasks train
+   side by side, one thread each (on 2 cores that is ~1.3x the throughput of
+   one process with two threads);
 5. export to ``default_model/`` in the released layout, weights in fp16 (as the
    release's VAE), with ``genpercept_bundle.json`` holding the settings.
 
@@ -28,7 +29,7 @@ from .checkpoint import DEFAULT_MODEL_DIR, SETTINGS_NAME, load_model, save_model
 from .dataset import generate_dataset
 from .tasks import get_task
 from .text_embedding import CACHE_NAME, load_cached_embeddings, save_embedding_cache
-from .training import TrainConfig, train_unet, train_vae
+from .training import TrainConfig, TrainingSet, photo_latents, train_unet, train_vae
 
 TASKS = ("depth", "normal", "matte")
 RECIPE = {
@@ -69,6 +70,11 @@ def build_default_model(workdir: Path, export_to: Path = DEFAULT_MODEL_DIR, work
     missing = [task for task in TASKS if not (model / get_task(task).unet_folders[0]).is_dir()]
     missing.sort(key=lambda task: -RECIPE["unet"][task].steps)  # longest first, so the workers finish together
     jobs = [(data, task, model, scaled(RECIPE["unet"][task]), line) for line, task in enumerate(missing)]
+    if missing:  # the task workers share the photos' latents: encode them once, with all the cores
+        config = jobs[0][3]
+        vae = load_model(AutoencoderKL, model / "vae", torch.float32, "cpu")
+        photos = TrainingSet(data, "train", [], config.width, config.height)
+        photo_latents(vae, model / "vae", photos, model / "checkpoint", torch.device(config.device))
     if workers > 1 and len(jobs) > 1:
         from multiprocessing import get_context
 

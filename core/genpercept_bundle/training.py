@@ -18,6 +18,7 @@ A run folder holds ``checkpoint/`` (resume state, safetensors + JSON) and the
 result in the released layout (``unet_<task>_v2/`` or ``vae/``).
 """
 
+import hashlib
 import json
 import time
 from dataclasses import asdict, dataclass
@@ -28,17 +29,20 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from diffusers import AutoencoderKL, UNet2DConditionModel
+from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from .architectures import ARCHITECTURES
 from .augmentation import augment_sample
 from .checkpoint import load_model, save_model
-from .dataset import read_sample, read_settings, sample_ids
+from .dataset import Sample, photo_file, read_sample, read_settings, sample_ids
 from .errors import GenPerceptError
+from .image_io import load_image
 from .losses import angular_loss, depth_loss, matte_loss
 from .processing import normalise_rgb
 from .tasks import get_task
 from .text_embedding import resolve_embedding
+from .writers import atomic_path
 
 
 @dataclass
@@ -105,7 +109,7 @@ def normalise_depth(depth: np.ndarray, valid: np.ndarray, sky: np.ndarray) -> np
 
 class TrainingSet:
     """A dataset split in memory at the training size: RGB uint8 and, per task, target [N,C,H,W] in [-1, 1]
-    and mask [N,1,H,W]."""
+    and mask [N,1,H,W] (no task: the photos alone)."""
 
     def __init__(self, root, split, tasks, width: int, height: int, limit: int | None = None):
         if limit is not None and limit < 1:
@@ -113,9 +117,10 @@ class TrainingSet:
                                   "leave --scenes out to use them all")
         settings = read_settings(root)
         ids = sample_ids(root, split)[:limit]
+        self.photo_files = [photo_file(root, split, sample_id) for sample_id in ids]
         rgb, targets, masks = [], {t: [] for t in tasks}, {t: [] for t in tasks}
-        for sample_id in ids:
-            sample = read_sample(root, split, sample_id, settings)
+        for sample_id, photo in zip(ids, self.photo_files):
+            sample = read_sample(root, split, sample_id, settings) if tasks else Sample(sample_id, load_image(photo))
             rgb.append(_fit(sample.rgb, width, height, cv2.INTER_AREA))
             for task in tasks:
                 target, mask = self._target(sample, task, width, height)
@@ -318,6 +323,28 @@ def encode_latents(vae: AutoencoderKL, images: torch.Tensor, device, batch_size=
     return torch.cat(latents)
 
 
+def photo_latents(vae: AutoencoderKL, vae_folder, data: TrainingSet, cache_folder: Path, device):
+    """Latents of the training photos and of their mirror images, encoded once: kept in ``cache_folder``
+    under a key of the VAE's files and the photo files, so a resumed run, another task trained into the same
+    folder and the default recipe's task workers read them instead of encoding again."""
+    digest = hashlib.sha256(f"{tuple(data.rgb.shape)} {device}".encode())
+    for path in sorted(Path(vae_folder).iterdir()):
+        if path.is_file():
+            digest.update(path.name.encode() + path.read_bytes())
+    for path in data.photo_files:
+        stat = path.stat()
+        digest.update(f"{path.resolve()} {stat.st_size} {stat.st_mtime_ns}".encode())
+    key, cache = digest.hexdigest(), Path(cache_folder) / "photo_latents.safetensors"
+    if cache.is_file():
+        with safe_open(cache, "pt") as stored:
+            if stored.metadata().get("key") == key:
+                return stored.get_tensor("photos"), stored.get_tensor("mirrored")
+    photos, mirrored = encode_latents(vae, data.rgb, device), encode_latents(vae, data.rgb.flip(-1), device)
+    with atomic_path(cache) as temp:
+        save_file({"photos": photos.contiguous(), "mirrored": mirrored.contiguous()}, temp, metadata={"key": key})
+    return photos, mirrored
+
+
 def train_unet(dataset, task: str, vae_folder, out: Path, config: TrainConfig, init_unet=None,
                architecture="small", embedding_model=None, resume=True, scenes: int | None = None, log=print,
                progress_line: int = 0) -> Path:
@@ -349,8 +376,7 @@ def train_unet(dataset, task: str, vae_folder, out: Path, config: TrainConfig, i
 
     data = TrainingSet(dataset, "train", [task_name], config.width, config.height, limit=scenes)
     log(f"{task_name}: {len(data)} training samples at {config.width}x{config.height}")
-    latents = encode_latents(vae, data.rgb, device)  # [N,4,h,w]
-    flipped_latents = encode_latents(vae, data.rgb.flip(-1), device)
+    latents, flipped_latents = photo_latents(vae, vae_folder, data, out / "checkpoint", device)  # [N,4,h,w] each
     targets, masks = data.targets[task_name], data.masks[task_name]
     optimizer = torch.optim.Adam([p for p in unet.parameters() if p.requires_grad], lr=config.lr)
     checkpoint_dir = out / "checkpoint" / task_name
