@@ -70,7 +70,7 @@ def build_default_model(workdir: Path, export_to: Path = DEFAULT_MODEL_DIR, work
     missing = [task for task in TASKS if not (model / get_task(task).unet_folders[0]).is_dir()]
     missing.sort(key=lambda task: -RECIPE["unet"][task].steps)  # longest first, so the workers finish together
     jobs = [(data, task, model, scaled(RECIPE["unet"][task]), line) for line, task in enumerate(missing)]
-    if missing:  # the task workers share the photos' latents: encode them once, with all the cores
+    if missing:  # the task workers share the photos' latents: encode them once, before they start
         config = jobs[0][3]
         vae = load_model(AutoencoderKL, model / "vae", torch.float32, "cpu")
         photos = TrainingSet(data, "train", [], config.width, config.height)
