@@ -72,13 +72,13 @@ def test_generate_dataset_splits_and_resume(tmp_path):
 
 
 def test_test_split_keeps_its_seeds_when_the_training_split_grows(tmp_path):
-    small = generate_dataset(tmp_path / "small", {"train": 2, "test": 2}, seed=1, size=(32, 24))
-    grown = generate_dataset(tmp_path / "small", {"train": 4, "test": 2}, seed=1, size=(32, 24))  # resumed, grown
+    grown = generate_dataset(tmp_path / "grown", {"train": 2, "test": 2}, seed=1, size=(32, 24))
+    generate_dataset(grown, {"train": 4, "test": 2}, seed=1, size=(32, 24))  # the same folder, two more scenes
     other = generate_dataset(tmp_path / "other", {"train": 3, "test": 2}, seed=1, size=(32, 24))
     assert sample_ids(grown, "test") == sample_ids(other, "test") == ["1100000", "1100001"]
-    assert sample_ids(small, "train") == ["1000000", "1000001", "1000002", "1000003"]
-    assert (small / "test" / "1100000_rgb.png").read_bytes() == (other / "test" / "1100000_rgb.png").read_bytes()
-    assert read_settings(small)["first_seeds"] == {"train": 1_000_000, "test": 1_100_000}
+    assert sample_ids(grown, "train") == ["1000000", "1000001", "1000002", "1000003"]
+    assert (grown / "test" / "1100000_rgb.png").read_bytes() == (other / "test" / "1100000_rgb.png").read_bytes()
+    assert read_settings(grown)["first_seeds"] == {"train": 1_000_000, "test": 1_100_000}
 
 
 def test_resuming_with_other_seeds_or_size_is_refused_and_changes_nothing(tmp_path):

@@ -149,6 +149,7 @@ def _render_one(job):
 SYNTHETIC_FORMAT = {**FORMAT, "zero_depth": "sky", "generator": "genpercept_bundle.synthetic"}
 
 
+DATASET_SEEDS = 1_000_000  # the scene seeds of dataset seed s: s x 1e6 onwards
 SPLIT_SEEDS = 100_000  # each split renders from its own block of seeds, so one split's size never moves another's
 
 
@@ -157,15 +158,15 @@ def split_first_seeds(seed: int, splits: dict[str, int]) -> dict[str, int]:
     for split, count in splits.items():
         if not 0 <= count <= SPLIT_SEEDS:
             raise GenPerceptError(f"split {split!r} asks for {count} scenes; a split holds 0 to {SPLIT_SEEDS}")
-    if len(splits) > 1_000_000 // SPLIT_SEEDS:
-        raise GenPerceptError(f"at most {1_000_000 // SPLIT_SEEDS} splits per dataset, got {len(splits)}")
-    return {split: seed * 1_000_000 + k * SPLIT_SEEDS for k, split in enumerate(splits)}
+    if len(splits) > DATASET_SEEDS // SPLIT_SEEDS:
+        raise GenPerceptError(f"at most {DATASET_SEEDS // SPLIT_SEEDS} splits per dataset, got {len(splits)}")
+    return {split: seed * DATASET_SEEDS + k * SPLIT_SEEDS for k, split in enumerate(splits)}
 
 
 def _rendered_first_seeds(settings: dict) -> dict[str, int]:
     if "first_seeds" in settings:
         return settings["first_seeds"]
-    first, offset = {}, settings.get("seed", 0) * 1_000_000  # datasets made before the seed blocks
+    first, offset = {}, settings.get("seed", 0) * DATASET_SEEDS  # datasets made before the seed blocks
     for split, count in settings.get("splits", {}).items():
         first[split], offset = offset, offset + count
     return first

@@ -71,9 +71,10 @@ def build_default_model(workdir: Path, export_to: Path = DEFAULT_MODEL_DIR, work
     missing.sort(key=lambda task: -RECIPE["unet"][task].steps)  # longest first, so the workers finish together
     jobs = [(data, task, model, scaled(RECIPE["unet"][task]), line) for line, task in enumerate(missing)]
     if missing:  # the task workers share the photos' latents: encode them once, before they start
-        config = jobs[0][3]
-        vae = load_model(AutoencoderKL, model / "vae", torch.float32, "cpu")
+        config = scaled(RECIPE["unet"][missing[0]])
         photos = TrainingSet(data, "train", [], config.width, config.height)
+        log(f"photos: encoding the {len(photos)} training photos and their mirror images once, for the UNets")
+        vae = load_model(AutoencoderKL, model / "vae", torch.float32, "cpu")
         photo_latents(vae, model / "vae", photos, model / "checkpoint", torch.device(config.device))
     if workers > 1 and len(jobs) > 1:
         from multiprocessing import get_context
