@@ -5,7 +5,8 @@
 
 Converts the 14 frames of rgbd_open3d_samples (NYU raw, SUN RGB-D, TUM, 11 ICL-NUIM renders; see its
 README for the depth decodings) into our dataset layout under bench/results/, then scores AbsRel and
-delta1 after least-squares scale and shift alignment. Evaluation only: nothing here trains on them.
+delta1 after least-squares scale and shift alignment, per frame and on average. Evaluation only: nothing
+here trains on them.
 """
 
 import argparse
@@ -17,7 +18,7 @@ import numpy as np
 from genpercept_bundle import GenPerceptPredictor, load_image
 from genpercept_bundle.cli import add_flip_average_option
 from genpercept_bundle.dataset import FORMAT, Sample, write_sample
-from genpercept_bundle.evaluation import evaluate, format_table
+from genpercept_bundle.evaluation import format_table, mean_scores, score_samples
 from genpercept_bundle.predictor import FLIP_AVERAGE_CHOICES
 from genpercept_bundle.writers import write_json
 
@@ -51,6 +52,15 @@ def build_dataset(samples: Path, target: Path) -> Path:
     return target
 
 
+def per_frame_table(per_frame: dict) -> str:
+    """AbsRel of every frame, the model next to the baselines (which frames a change helps or hurts)."""
+    names = list(per_frame)
+    lines = [f"{'frame':<14}" + "".join(f"{name:>26}" for name in names)]
+    for frame in per_frame[names[0]]:
+        lines.append(f"{frame:<14}" + "".join(f"{per_frame[name][frame]['abs_rel']:>26.4f}" for name in names))
+    return "\n".join(lines)
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--model", default=None, help="model folder (default: the embedded model)")
@@ -61,12 +71,15 @@ def main():
     dataset = build_dataset(args.samples, HERE / "results" / "rgbd_samples")
     predictor = GenPerceptPredictor.from_pretrained(args.model, ["depth"], device="cpu")
     flip_average = FLIP_AVERAGE_CHOICES[args.flip_average]
-    results = evaluate(predictor, dataset, "test", ["depth"], args.processing_res, baselines=True, progress=False,
-                       flip_average=flip_average)
+    per_frame = score_samples(predictor, dataset, "test", ["depth"], args.processing_res, baselines=True,
+                              progress=False, flip_average=flip_average)
+    results = mean_scores(per_frame)
+    print(per_frame_table(per_frame))
     print(format_table(results))
     write_json(HERE / "results" / "rgbd_samples.json", {
         "model": args.model or "default", "processing_res": args.processing_res,
-        "flip_average": predictor.averages_with_mirror("depth", flip_average), "results": results})
+        "flip_average": predictor.averages_with_mirror("depth", flip_average), "results": results,
+        "per_frame": per_frame})
 
 
 if __name__ == "__main__":

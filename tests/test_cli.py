@@ -166,3 +166,25 @@ def test_train_command_refuses_zero_scenes(tmp_path, capsys):
     assert run("train-vae", data, "--out", tmp_path / "model", "--steps", 2, "--scenes", 0) == 2
     assert "at least 1 (got 0)" in capsys.readouterr().err
     assert not (tmp_path / "model" / "vae").exists()
+
+
+def test_eval_writes_means_and_every_samples_metrics(tiny_model, tmp_path, capsys):
+    from genpercept_bundle.dataset import generate_dataset, read_sample, sample_ids
+
+    data = generate_dataset(tmp_path / "data", {"train": 0, "test": 3}, seed=5, size=(64, 48))
+    report = tmp_path / "eval.json"
+    assert run("eval", data, "--model", tiny_model, "--task", "depth", "--baselines", "--processing-res", 64,
+               "--json", report) == 0
+    written = json.loads(report.read_text())
+    ids = sample_ids(data, "test")
+    assert set(written["per_sample"]) == {"depth", "depth_constant", "depth_vertical_gradient"}
+    for name, per_sample in written["per_sample"].items():
+        assert list(per_sample) == ids
+        mean = np.mean([row["abs_rel"] for row in per_sample.values()])
+        assert written["results"][name]["abs_rel"] == pytest.approx(mean)
+        assert written["results"][name]["samples"] == 3
+    depth = read_sample(data, "test", ids[0]).depth
+    valid = depth[depth > 0]  # a constant aligns to the mean depth
+    by_hand = np.mean(np.abs(valid.mean() - valid) / valid)
+    assert written["per_sample"]["depth_constant"][ids[0]]["abs_rel"] == pytest.approx(by_hand, rel=1e-4)
+    assert "depth_vertical_gradient" in capsys.readouterr().out

@@ -117,7 +117,7 @@ def _add_training_commands(commands):
     add_flip_average_option(evaluate)
     evaluate.add_argument("--limit", type=int, default=None, help="first N samples only")
     evaluate.add_argument("--baselines", action="store_true", help="also score constant and vertical-gradient depth")
-    evaluate.add_argument("--json", type=Path, default=None, help="write the results here")
+    evaluate.add_argument("--json", type=Path, default=None, help="write the means and every sample's metrics here")
     evaluate.add_argument("--device", default="auto")
 
     default = commands.add_parser("train-default", help="reproduce the embedded default model (data, VAE, UNets, export)")
@@ -274,20 +274,21 @@ def run_train(args) -> int:
 
 
 def run_eval(args) -> int:
-    from .evaluation import evaluate, format_table
+    from .evaluation import format_table, mean_scores, score_samples
     from .predictor import GenPerceptPredictor
 
     tasks = [get_task(t).name for t in args.task]
     predictor = GenPerceptPredictor.from_pretrained(args.model, tasks, device=args.device)
     flip_average = FLIP_AVERAGE_CHOICES[args.flip_average]
-    results = evaluate(predictor, args.dataset, args.split, tasks, args.processing_res, args.limit, args.baselines,
-                       flip_average=flip_average)
+    per_sample = score_samples(predictor, args.dataset, args.split, tasks, args.processing_res, args.limit,
+                               args.baselines, flip_average=flip_average)
+    results = mean_scores(per_sample)
     print(format_table(results))
     if args.json:
         write_json(args.json, {"dataset": str(args.dataset), "split": args.split, "model": args.model or "default",
                                "processing_res": args.processing_res or predictor.default_processing_resolution,
                                "flip_average": {task: predictor.averages_with_mirror(task, flip_average) for task in tasks},
-                               "results": results})
+                               "results": results, "per_sample": per_sample})
     return 0
 
 

@@ -15,13 +15,14 @@ def baseline_depth(kind: str, height: int, width: int) -> np.ndarray:
     return np.repeat(np.linspace(1.0, 0.0, height, dtype=np.float32)[:, None], width, axis=1)
 
 
-def evaluate(predictor, dataset, split="test", tasks=("depth", "normal", "matte"), processing_res=None,
-             limit=None, baselines=False, progress=True, flip_average=None) -> dict:
-    """Mean metrics per task (and per depth baseline) over a split; tasks without ground truth are skipped."""
+def score_samples(predictor, dataset, split="test", tasks=("depth", "normal", "matte"), processing_res=None,
+                  limit=None, baselines=False, progress=True, flip_average=None) -> dict[str, dict[str, dict]]:
+    """Metrics of every sample, per task (and per depth baseline): {name: {sample id: metrics}}; tasks without
+    ground truth are skipped."""
     from tqdm import tqdm
 
     settings = read_settings(dataset)
-    scores: dict[str, list[dict]] = {}
+    scores: dict[str, dict[str, dict]] = {}
     for sample_id in tqdm(sample_ids(dataset, split)[:limit], desc=f"evaluating {split}", disable=not progress or None):
         sample = read_sample(dataset, split, sample_id, settings)
         truths = {"depth": sample.depth, "normal": sample.normal, "matte": sample.alpha}
@@ -29,13 +30,28 @@ def evaluate(predictor, dataset, split="test", tasks=("depth", "normal", "matte"
         if predictor is not None and scored:
             predictions = predictor.predict_tasks(sample.rgb, scored, processing_res, flip_average=flip_average)
             for task, prediction in predictions.items():
-                scores.setdefault(task, []).append(_score(task, prediction.maps[0], sample))
+                scores.setdefault(task, {})[sample_id] = _score(task, prediction.maps[0], sample)
         if baselines and "depth" in scored:
             for kind in DEPTH_BASELINES:
                 guess = baseline_depth(kind, *sample.depth.shape)
-                scores.setdefault(f"depth_{kind}", []).append(_score("depth", guess, sample))
-    return {name: {"samples": len(rows), **{k: float(np.mean([r[k] for r in rows])) for k in rows[0]}}
-            for name, rows in scores.items()}
+                scores.setdefault(f"depth_{kind}", {})[sample_id] = _score("depth", guess, sample)
+    return scores
+
+
+def mean_scores(scores: dict[str, dict[str, dict]]) -> dict:
+    """{name: {"samples": n, metric: mean}} of ``score_samples``' output."""
+    means = {}
+    for name, per_sample in scores.items():
+        rows = list(per_sample.values())
+        means[name] = {"samples": len(rows), **{k: float(np.mean([r[k] for r in rows])) for k in rows[0]}}
+    return means
+
+
+def evaluate(predictor, dataset, split="test", tasks=("depth", "normal", "matte"), processing_res=None,
+             limit=None, baselines=False, progress=True, flip_average=None) -> dict:
+    """Mean metrics per task (and per depth baseline) over a split; tasks without ground truth are skipped."""
+    return mean_scores(score_samples(predictor, dataset, split, tasks, processing_res, limit, baselines, progress,
+                                     flip_average))
 
 
 def _score(task, maps, sample):
