@@ -47,13 +47,6 @@ def mean_scores(scores: dict[str, dict[str, dict]]) -> dict:
     return means
 
 
-def evaluate(predictor, dataset, split="test", tasks=("depth", "normal", "matte"), processing_res=None,
-             limit=None, baselines=False, progress=True, flip_average=None) -> dict:
-    """Mean metrics per task (and per depth baseline) over a split; tasks without ground truth are skipped."""
-    return mean_scores(score_samples(predictor, dataset, split, tasks, processing_res, limit, baselines, progress,
-                                     flip_average))
-
-
 def _score(task, maps, sample):
     if task == "depth":
         return depth_metrics(maps, sample.depth, sample.depth > 0)
