@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .allocator import keep_freed_memory
 from .conventions import NORMAL_CONVENTIONS, colorize_depth, near_bright, normals_to_rgb
 from .errors import GenPerceptError
 from .predictor import FLIP_AVERAGE_CHOICES
@@ -129,6 +130,7 @@ def _add_training_commands(commands):
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    keep_freed_memory()
     try:
         runner = {"predict": run_predict, "embedding": run_embedding, "make-data": run_make_data,
                   "train-vae": run_train, "train": run_train, "eval": run_eval, "train-default": run_train_default}

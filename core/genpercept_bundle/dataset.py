@@ -27,6 +27,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from .allocator import keep_freed_memory
 from .errors import GenPerceptError
 from .image_io import load_image
 from .writers import atomic_path, write_json
@@ -193,7 +194,7 @@ def generate_dataset(root: Path, splits: dict[str, int], seed: int = 0, size=(25
                 jobs.append((root, split, sample_seed, *size))
     with tqdm(total=len(jobs), unit="scene", desc="rendering", disable=None) as progress:
         if workers > 1:
-            with get_context("spawn").Pool(workers) as pool:
+            with get_context("spawn").Pool(workers, keep_freed_memory) as pool:
                 for _ in pool.imap_unordered(_render_one, jobs, chunksize=4):
                     progress.update()
         else:

@@ -24,6 +24,7 @@ from pathlib import Path
 import torch
 from diffusers import AutoencoderKL, UNet2DConditionModel
 
+from .allocator import keep_freed_memory
 from .architectures import SMALL_UNET
 from .checkpoint import DEFAULT_MODEL_DIR, SETTINGS_NAME, load_model, save_model
 from .dataset import generate_dataset
@@ -95,6 +96,7 @@ def build_default_model(workdir: Path, export_to: Path = DEFAULT_MODEL_DIR, work
 
 
 def _share_cores(workers: int):
+    keep_freed_memory()  # a spawned worker starts with the allocator's defaults
     torch.set_num_threads(max(1, (os.cpu_count() or 1) // workers))
 
 
