@@ -23,6 +23,7 @@ from pathlib import Path
 from genpercept_bundle.allocator import OPT_OUT
 
 STAGE_STARTS = [("vae", "vae: "), ("photo latents", "photos: encoding"), ("unets", "training samples at")]
+RUNS = {"glibc_defaults": False, "keep_freed_memory": True}  # label: keep freed memory
 
 
 def run_recipe(workdir: Path, scale: float, keep_freed: bool) -> dict:
@@ -62,11 +63,10 @@ def main():
     parser.add_argument("--workdir", type=Path, default=Path("bench/results/allocator"))
     args = parser.parse_args()
     report = {"scale": args.scale}
-    for label, keep_freed in (("glibc_defaults", False), ("keep_freed_memory", True)):
+    for label, keep_freed in RUNS.items():
         report[label] = run_recipe(args.workdir / label, args.scale, keep_freed)
         print(label, json.dumps(report[label]), flush=True)
-    digests = {report[label]["weights_sha256"] for label in ("glibc_defaults", "keep_freed_memory")}
-    report["bit_identical"] = len(digests) == 1
+    report["bit_identical"] = len({report[label]["weights_sha256"] for label in RUNS}) == 1
     print(json.dumps(report, indent=2))
 
 

@@ -36,4 +36,4 @@ def keep_freed_memory() -> bool:
     except (OSError, AttributeError):
         return False
     mallopt.argtypes, mallopt.restype = (ctypes.c_int, ctypes.c_int), ctypes.c_int
-    return all([mallopt(parameter, value) == 1 for parameter, value in SETTINGS.items()])
+    return all([mallopt(parameter, value) == 1 for parameter, value in SETTINGS.items()])  # a list: set every one

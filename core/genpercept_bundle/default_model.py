@@ -80,7 +80,7 @@ def build_default_model(workdir: Path, export_to: Path = DEFAULT_MODEL_DIR, work
     if workers > 1 and len(jobs) > 1:
         from multiprocessing import get_context
 
-        with get_context("spawn").Pool(min(workers, len(jobs)), _share_cores, (workers,)) as pool:
+        with get_context("spawn").Pool(min(workers, len(jobs)), _start_task_worker, (workers,)) as pool:
             for finished in pool.imap_unordered(_train_task, jobs):
                 log(f"wrote {finished}")
     else:
@@ -95,7 +95,7 @@ def build_default_model(workdir: Path, export_to: Path = DEFAULT_MODEL_DIR, work
     return export_model(model, export_to)
 
 
-def _share_cores(workers: int):
+def _start_task_worker(workers: int):
     keep_freed_memory()  # a spawned worker starts with the allocator's defaults
     torch.set_num_threads(max(1, (os.cpu_count() or 1) // workers))
 
