@@ -6,7 +6,7 @@ them back on free, so each reuse pays page faults and page zeroing, and two proc
 contend in the kernel for it. On a 2-core host the shortened recipe of ``bench/allocator_speed.py``
 rendered 20 % and trained its VAE 22 % faster with this, to bit-identical weights (only where the
 memory comes from changes); two depth UNets training side by side on 800 scenes took 0.227 s per
-step instead of 0.273. Peak memory grew a little there (1.80 -> 1.90 GB): a freed block is kept for
+step instead of 0.273. The bench's peak memory grew a little (1.80 -> 1.90 GB): a freed block is kept for
 reuse, and only the free top of the heap past 2 GB goes back to the kernel.
 
 The command line and our own worker processes call ``keep_freed_memory``; the ComfyUI nodes and the
