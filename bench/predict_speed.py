@@ -1,6 +1,8 @@
 """Per-task inference time of a model on a 512x512 image on this machine (median of 5 runs after a warm-up).
 
-    python bench/predict_speed.py [--model DIR] [--processing-res 512 192 ...]
+    python bench/predict_speed.py [--model DIR] [--processing-res default 512 0 ...]
+
+``default`` is the model's own processing resolution for each task, 0 the image's native size.
 """
 
 import argparse
@@ -19,7 +21,8 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--model", default=None)
     parser.add_argument("--size", type=int, default=512)
-    parser.add_argument("--processing-res", type=int, nargs="+", default=[512, 0])
+    parser.add_argument("--processing-res", nargs="+", default=["default", "512"],
+                        type=lambda value: None if value == "default" else int(value))
     args = parser.parse_args()
     predictor = GenPerceptPredictor.from_pretrained(args.model, ["depth", "normal", "matte"], device="cpu")
     rgb = np.random.default_rng(0).integers(0, 256, (args.size, args.size, 3), dtype=np.uint8)
@@ -27,7 +30,7 @@ def main():
               "flip_average": {task: predictor.averages_with_mirror(task) for task in ("depth", "normal", "matte")},
               "seconds": {}}
     for resolution in args.processing_res:
-        label = f"processing_res={resolution or 'native'}"
+        label = f"processing_res={'default' if resolution is None else resolution or 'native'}"
         report["seconds"][label] = {}
         for task in ("depth", "normal", "matte"):
             predictor.predict(rgb, task, resolution)

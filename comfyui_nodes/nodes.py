@@ -16,8 +16,9 @@ ModelType = io.Custom("GENPERCEPT_MODEL")
 MapsType = io.Custom("GENPERCEPT_MAPS")
 CATEGORY = "image/genpercept"
 
-RESOLUTION_TOOLTIP = ("Longest side (pixels) the model sees; 0 = the model's own default (768 for GenPercept, 192 for "
-                      "the embedded small model). No padding. The maps always come back at the input size.")
+RESOLUTION_TOOLTIP = ("Longest side (pixels) the model sees; 0 = the model's own default (768 for GenPercept; for the "
+                      "embedded small model, the size each task was trained at). No padding. The maps always come back "
+                      "at the input size.")
 FLIP_TOOLTIP = ("Also predict the mirrored image and average the two: steadier maps (embedded model on held-out "
                 "scenes: normal error -5 %, matte error -20 %) for twice the time. auto: the model's default (embedded "
                 "model: on for normals and mattes, off for depth; released GenPercept checkpoints: off).")

@@ -55,7 +55,7 @@ def predict(model, images: torch.Tensor, task: str, processing_resolution: int =
     if flip_average not in FLIP_AVERAGE_CHOICES:
         raise GenPerceptError(f"flip_average must be one of {', '.join(FLIP_AVERAGE_CHOICES)}, got {flip_average!r}")
     predictor = model.ready(task)
-    resolution = processing_resolution or predictor.default_processing_resolution
+    resolution = processing_resolution or predictor.processing_resolution(task)
     if images.ndim == 4:
         check_processing_size(images.shape[1], images.shape[2], resolution)  # before any big conversion
     rgb = images_to_rgb8(images)

@@ -23,7 +23,7 @@ def test_released_layout_loads_with_every_task(tiny_model):
     # fp16 VAE as released, upcast to the fp32 default
     assert load_file(tiny_model / "vae" / WEIGHTS_NAME)["encoder.conv_in.weight"].dtype == torch.float16
     assert next(predictor.vae.parameters()).dtype == torch.float32
-    assert predictor.default_processing_resolution == 768
+    assert [predictor.processing_resolution(task) for task in predictor.tasks] == [768, 768, 768]
 
 
 def test_single_task_repo_layout(tmp_path):

@@ -40,7 +40,7 @@ def test_rgba_input_uses_rgb(model, images):
 
 def test_default_resolution_is_the_models(model, images):
     maps = operations.predict(model, images[:1], "depth", 0)
-    assert maps.provenance["processing_res"] == model.predictor.default_processing_resolution
+    assert maps.provenance["processing_res"] == model.predictor.processing_resolution("depth")
 
 
 def test_flip_average_choice_reaches_the_predictor(model, images):

@@ -1,5 +1,8 @@
 """The one-step inference path, pinned against GenPercept's own algorithm."""
 
+import json
+import shutil
+
 import numpy as np
 import pytest
 import torch
@@ -123,6 +126,28 @@ def test_several_tasks_share_one_encoding_and_match_single_runs(tiny_predictor):
     assert len(encodings) == 1
     for task, prediction in together.items():
         assert np.array_equal(prediction.raw, tiny_predictor.predict(rgb, task, processing_res=64).raw)
+
+
+def test_tasks_run_at_their_own_default_processing_resolution(tiny_model, tmp_path):
+    model = shutil.copytree(tiny_model, tmp_path / "model", symlinks=True)
+    (model / "genpercept_bundle.json").write_text(json.dumps(
+        {"default_processing_resolution": 64, "processing_resolution_by_task": {"depth": 96}}))
+    predictor = GenPerceptPredictor.from_pretrained(model, ["depth", "normal", "matte"], device="cpu")
+    assert [predictor.processing_resolution(task) for task in ("depth", "normal", "matting")] == [96, 64, 64]
+    rgb = np.random.default_rng(5).integers(0, 256, (40, 52, 3), dtype=np.uint8)
+    encoded_sizes = []
+    handle = predictor.vae.encoder.register_forward_hook(lambda module, inputs, output: encoded_sizes.append(
+        tuple(inputs[0].shape[-2:])))
+    try:
+        together = predictor.predict_tasks(rgb, ["depth", "normal", "matte"])
+    finally:
+        handle.remove()
+    assert sorted(encoded_sizes) == [processing_size(40, 52, 64), processing_size(40, 52, 96)]  # one encoding each
+    assert {task: p.provenance["processing_res"] for task, p in together.items()} == {"depth": 96, "normal": 64, "matte": 64}
+    assert np.array_equal(together["depth"].raw, predictor.predict(rgb, "depth", processing_res=96).raw)
+    assert np.array_equal(together["normal"].raw, predictor.predict(rgb, "normal", processing_res=64).raw)
+    everything_at_64 = predictor.predict_tasks(rgb, ["depth", "normal"], processing_res=64)
+    assert {p.provenance["processing_res"] for p in everything_at_64.values()} == {64}
 
 
 def _mirror_back(raw: np.ndarray, task: str) -> np.ndarray:

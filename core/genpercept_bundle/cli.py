@@ -35,7 +35,8 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--out", type=Path, default=Path("out"), help="output folder (default: ./out)")
     predict.add_argument("--format", choices=FORMATS, default="png16", help="map file format (default: png16)")
     predict.add_argument("--processing-res", type=int, default=None,
-                         help="longest side the model sees; 0 = native size (default: the model's, 768 for the release)")
+                         help="longest side the model sees; 0 = native size (default: the model's for each task, 768 for "
+                              "the release)")
     predict.add_argument("--batch-size", type=int, default=1, help="images per forward pass (same-size images only)")
     add_flip_average_option(predict)
     predict.add_argument("--normal-convention", choices=NORMAL_CONVENTIONS, default="opengl",
@@ -288,7 +289,8 @@ def run_eval(args) -> int:
     print(format_table(results))
     if args.json:
         write_json(args.json, {"dataset": str(args.dataset), "split": args.split, "model": args.model or "default",
-                               "processing_res": args.processing_res or predictor.default_processing_resolution,
+                               "processing_res": {task: predictor.processing_resolution(task) if args.processing_res is None
+                                                  else args.processing_res for task in tasks},
                                "flip_average": {task: predictor.averages_with_mirror(task, flip_average) for task in tasks},
                                "results": results, "per_sample": per_sample})
     return 0

@@ -123,9 +123,11 @@ class GenPerceptPredictor:
             predictor.load_task(task.name)
         return predictor
 
-    @property
-    def default_processing_resolution(self) -> int:
-        return int(self.model.settings["default_processing_resolution"])
+    def processing_resolution(self, task) -> int:
+        """The longest side ``task`` is processed at unless told otherwise (768 for the release; the embedded
+        model works at the size each task was trained at, ``processing_resolution_by_task``)."""
+        by_task = self.model.settings.get("processing_resolution_by_task", {})
+        return int(by_task.get(get_task(task).name, self.model.settings["default_processing_resolution"]))
 
     @property
     def tasks(self) -> list[str]:
@@ -172,7 +174,7 @@ class GenPerceptPredictor:
 
     def averages_with_mirror(self, task, flip_average=None) -> bool:
         """Whether ``predict`` averages ``task`` with the mirrored photo, given its ``flip_average`` argument."""
-        task = task if isinstance(task, Task) else get_task(task)
+        task = get_task(task)
         wanted = task.name in self.flip_average_tasks if flip_average is None else bool(flip_average)
         return wanted and task.mirror is not None
 
@@ -180,8 +182,8 @@ class GenPerceptPredictor:
                 flip_average=None) -> Prediction:
         """Predict ``task`` for uint8 RGB ``images`` (see ``as_rgb_batch``), ``batch_size`` at a time.
 
-        ``processing_res``: longest side the model sees (None: the model's default,
-        768 for the release; 0: native size). Outputs are always at the input size.
+        ``processing_res``: longest side the model sees (None: the model's default for
+        the task, see ``processing_resolution``; 0: native size). Outputs are always at the input size.
         ``flip_average``: also predict the mirrored photo and average the two (twice the
         time, steadier maps); None: the model's default (``flip_average_tasks``: normals
         and mattes for the embedded model, nothing for released checkpoints, whose
@@ -194,15 +196,19 @@ class GenPerceptPredictor:
     @torch.inference_mode()
     def predict_tasks(self, images, tasks, processing_res=None, batch_size=1, on_progress=None,
                       flip_average=None) -> dict[str, Prediction]:
-        """``predict`` for several tasks at once: each image is encoded by the VAE once and shared by the tasks."""
+        """``predict`` for several tasks at once: each image is encoded by the VAE once per processing
+        resolution and shared by the tasks processed at it."""
         # 1. Check inputs
         tasks = [get_task(task) for task in dict.fromkeys(tasks)]
         rgb = as_rgb_batch(images)  # [B,3,H,W] uint8
-        if processing_res is None:
-            processing_res = self.default_processing_resolution
         if batch_size < 1:
             raise GenPerceptError(f"batch size must be at least 1, got {batch_size}")
-        check_processing_size(*rgb.shape[-2:], processing_res)
+        resolution_groups: dict[int, list[Task]] = {}  # processing resolution -> the tasks processed at it
+        for task in tasks:
+            resolution = self.processing_resolution(task) if processing_res is None else processing_res
+            resolution_groups.setdefault(resolution, []).append(task)
+        for resolution in resolution_groups:
+            check_processing_size(*rgb.shape[-2:], resolution)
         if flip_average and any(task.mirror is None for task in tasks):
             names = ", ".join(task.name for task in tasks if task.mirror is None)
             raise GenPerceptError(f"{names} maps are colour codes that cannot be averaged; predict with flip averaging off")
@@ -216,9 +222,12 @@ class GenPerceptPredictor:
             views = [chunk, chunk.flip(-1)] if any(averaged.values()) else [chunk]
             maps = {task.name: [] for task in tasks}
             for view in views:
-                rgb_latent = self._encode(view, processing_res)  # [b,4,h/8,w/8]
-                for task in tasks:
-                    if view is chunk or averaged[task.name]:
+                for resolution, group in resolution_groups.items():
+                    wanted = [task for task in group if view is chunk or averaged[task.name]]
+                    if not wanted:
+                        continue
+                    rgb_latent = self._encode(view, resolution)  # [b,4,h/8,w/8]
+                    for task in wanted:
                         unet, embedding, _ = loaded[task.name]
                         maps[task.name].append(self._perceive(rgb_latent, task, unet, embedding, chunk.shape[-2:]).cpu())
             for task in tasks:
@@ -228,10 +237,11 @@ class GenPerceptPredictor:
                 on_progress(min(start + batch_size, rgb.shape[0]), rgb.shape[0])
 
         predictions = {}
+        resolutions = {task.name: resolution for resolution, group in resolution_groups.items() for task in group}
         for task in tasks:
             prediction = torch.cat(outputs[task.name])  # [B,C,H,W] in [0,1]
             raw = prediction[:, 0] if task.channels == 1 else prediction.permute(0, 2, 3, 1)
-            provenance = self._provenance(task, processing_res, loaded[task.name][2], averaged[task.name])
+            provenance = self._provenance(task, resolutions[task.name], loaded[task.name][2], averaged[task.name])
             predictions[task.name] = Prediction(task.name, raw.numpy().astype(np.float32), provenance)
         return predictions
 

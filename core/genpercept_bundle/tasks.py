@@ -36,7 +36,9 @@ TASKS: dict[str, Task] = {
 ALIASES = {"matting": "matte", "normals": "normal", "alpha": "matte"}
 
 
-def get_task(name: str) -> Task:
+def get_task(name: "str | Task") -> Task:
+    if isinstance(name, Task):
+        return name
     key = ALIASES.get(name.lower(), name.lower())
     if key not in TASKS:
         raise GenPerceptError(f"unknown task {name!r}: choose one of {', '.join(TASKS)}")
