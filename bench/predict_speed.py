@@ -21,7 +21,7 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--model", default=None)
     parser.add_argument("--size", type=int, default=512)
-    parser.add_argument("--processing-res", nargs="+", default=["default", "512"],
+    parser.add_argument("--processing-res", nargs="+", default=[None, 512],
                         type=lambda value: None if value == "default" else int(value))
     args = parser.parse_args()
     predictor = GenPerceptPredictor.from_pretrained(args.model, ["depth", "normal", "matte"], device="cpu")

@@ -20,8 +20,8 @@ RESOLUTION_TOOLTIP = ("Longest side (pixels) the model sees; 0 = the model's own
                       "embedded small model, the size each task was trained at). No padding. The maps always come back "
                       "at the input size.")
 FLIP_TOOLTIP = ("Also predict the mirrored image and average the two: steadier maps (embedded model on held-out "
-                "scenes: normal error -5 %, matte error -20 %) for twice the time. auto: the model's default (embedded "
-                "model: on for normals and mattes, off for depth; released GenPercept checkpoints: off).")
+                "scenes: depth error -5 %, normal error -5 %, matte error -20 %) for twice the time. auto: the model's "
+                "default (embedded model: on; released GenPercept checkpoints: off).")
 BATCH_TOOLTIP = "Images per forward pass. Long videos are processed this many frames at a time to bound memory."
 
 

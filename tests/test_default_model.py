@@ -4,6 +4,8 @@ import json
 
 import numpy as np
 import pytest
+import torch
+from safetensors.torch import load_file
 
 from genpercept_bundle import GenPerceptPredictor
 from genpercept_bundle.checkpoint import DEFAULT_MODEL_DIR
@@ -25,13 +27,13 @@ def test_ships_in_the_released_layout_within_30_mb():
     assert settings["default_processing_resolution"] > 0
 
 
-def test_normals_and_mattes_are_averaged_with_the_mirrored_photo_by_default(predictor):
+def test_tasks_run_at_their_training_size_averaged_with_the_mirrored_photo_by_default(predictor):
     rgb = render(random_scene(900_300), height=192, width=256)["rgb"]
     by_default = predictor.predict_tasks(rgb, ["depth", "normal", "matte"])
-    assert {task: p.provenance["flip_average"] for task, p in by_default.items()} == {
-        "depth": False, "normal": True, "matte": True}
-    assert not np.array_equal(by_default["matte"].raw, predictor.predict(rgb, "matte", flip_average=False).raw)
-    assert np.array_equal(by_default["depth"].raw, predictor.predict(rgb, "depth", flip_average=False).raw)
+    assert {task: (p.provenance["processing_res"], p.provenance["flip_average"]) for task, p in by_default.items()} == {
+        "depth": (256, True), "normal": (192, True), "matte": (192, True)}
+    for task in ("depth", "matte"):
+        assert not np.array_equal(by_default[task].raw, predictor.predict(rgb, task, flip_average=False).raw)
 
 
 def _scenes_with_hero(count, start=900_000):
@@ -90,6 +92,13 @@ def test_train_default_runs_every_stage_at_a_tiny_scale(tmp_path):
         history = json.loads((workdir / "model" / "checkpoint" / task / "state.json").read_text())["history"]
         assert len(history) == settings["recipe"]["unet"][task]["steps"]
     assert (workdir / "model" / "checkpoint" / "photo_latents.safetensors").is_file()  # encoded once, for all three
+    native = settings["recipe"]["native_resolution"]["depth"]
+    history = json.loads((workdir / "native_resolution" / "checkpoint" / "depth" / "state.json").read_text())["history"]
+    assert len(history) == native["steps"] and (native["width"], native["height"]) == (256, 192)
+    assert settings["processing_resolution_by_task"] == {"depth": 256}
+    exported = load_file(export / "unet_depth_v2" / "diffusion_pytorch_model.safetensors")
+    continued = load_file(workdir / "native_resolution" / "unet_depth_v2" / "diffusion_pytorch_model.safetensors")
+    assert all(torch.equal(exported[name], continued[name].half()) for name in exported)  # the last stage ships
     predictor = GenPerceptPredictor.from_pretrained(str(export), ["depth", "normal", "matte"], device="cpu")
     frame = render(random_scene(1), height=48, width=64)
     results = predictor.predict_tasks(frame["rgb"], ["depth", "normal", "matte"], 64)

@@ -19,7 +19,7 @@ DEFAULT_TASKS = ["depth", "normal", "matte"]
 def add_flip_average_option(command):
     command.add_argument("--flip-average", choices=FLIP_AVERAGE_CHOICES, default="auto",
                          help="also predict the mirrored photo and average (twice the time, steadier maps); "
-                              "auto = the model's default (embedded model: normals and mattes; released checkpoints: none)")
+                              "auto = the model's default (embedded model: every task; released checkpoints: none)")
 
 
 def build_parser() -> argparse.ArgumentParser:
