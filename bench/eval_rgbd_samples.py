@@ -77,8 +77,7 @@ def main():
     print(per_frame_table(per_frame))
     print(format_table(results))
     write_json(HERE / "results" / "rgbd_samples.json", {
-        "model": args.model or "default", "processing_res": predictor.processing_resolution("depth") if args.processing_res is None
-                                                                else args.processing_res,
+        "model": args.model or "default", "processing_res": predictor.processing_resolution("depth", args.processing_res),
         "flip_average": predictor.averages_with_mirror("depth", flip_average), "results": results,
         "per_frame": per_frame})
 

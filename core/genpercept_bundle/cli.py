@@ -289,8 +289,8 @@ def run_eval(args) -> int:
     print(format_table(results))
     if args.json:
         write_json(args.json, {"dataset": str(args.dataset), "split": args.split, "model": args.model or "default",
-                               "processing_res": {task: predictor.processing_resolution(task) if args.processing_res is None
-                                                  else args.processing_res for task in tasks},
+                               "processing_res": {task: predictor.processing_resolution(task, args.processing_res)
+                                                  for task in tasks},
                                "flip_average": {task: predictor.averages_with_mirror(task, flip_average) for task in tasks},
                                "results": results, "per_sample": per_sample})
     return 0

@@ -94,9 +94,9 @@ def build_default_model(workdir: Path, export_to: Path = DEFAULT_MODEL_DIR, work
             _train_task(job, log)
     native = workdir / "native_resolution"
     for task, config in RECIPE["native_resolution"].items():
-        if not (native / get_task(task).unet_folders[0]).is_dir():
-            train_unet(data, task, model / "vae", native, scaled(config), init_unet=model / get_task(task).unet_folders[0],
-                       log=log)
+        folder = get_task(task).unet_folders[0]
+        if not (native / folder).is_dir():
+            train_unet(data, task, model / "vae", native, scaled(config), init_unet=model / folder, log=log)
     settings = {"default_processing_resolution": RECIPE["processing_resolution"],
                 "processing_resolution_by_task": {task: max(config.width, config.height)
                                                   for task, config in RECIPE["native_resolution"].items()},

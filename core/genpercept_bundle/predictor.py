@@ -123,9 +123,11 @@ class GenPerceptPredictor:
             predictor.load_task(task.name)
         return predictor
 
-    def processing_resolution(self, task) -> int:
-        """The longest side ``task`` is processed at unless told otherwise (768 for the release; the embedded
-        model works at the size each task was trained at, ``processing_resolution_by_task``)."""
+    def processing_resolution(self, task, requested: int | None = None) -> int:
+        """The longest side ``task`` is processed at: ``requested`` if given, else the model's default (768 for
+        the release; the embedded model works at the size each task was trained at, ``processing_resolution_by_task``)."""
+        if requested is not None:
+            return requested
         by_task = self.model.settings.get("processing_resolution_by_task", {})
         return int(by_task.get(get_task(task).name, self.model.settings["default_processing_resolution"]))
 
@@ -185,8 +187,8 @@ class GenPerceptPredictor:
         ``processing_res``: longest side the model sees (None: the model's default for
         the task, see ``processing_resolution``; 0: native size). Outputs are always at the input size.
         ``flip_average``: also predict the mirrored photo and average the two (twice the
-        time, steadier maps); None: the model's default (``flip_average_tasks``: normals
-        and mattes for the embedded model, nothing for released checkpoints, whose
+        time, steadier maps); None: the model's default (``flip_average_tasks``: every
+        task for the embedded model, nothing for released checkpoints, whose
         reference pipeline does not do it).
         ``on_progress(done, total)`` is called after each chunk; raising in it stops the run.
         """
@@ -203,11 +205,8 @@ class GenPerceptPredictor:
         rgb = as_rgb_batch(images)  # [B,3,H,W] uint8
         if batch_size < 1:
             raise GenPerceptError(f"batch size must be at least 1, got {batch_size}")
-        resolution_groups: dict[int, list[Task]] = {}  # processing resolution -> the tasks processed at it
-        for task in tasks:
-            resolution = self.processing_resolution(task) if processing_res is None else processing_res
-            resolution_groups.setdefault(resolution, []).append(task)
-        for resolution in resolution_groups:
+        resolutions = {task.name: self.processing_resolution(task, processing_res) for task in tasks}
+        for resolution in set(resolutions.values()):
             check_processing_size(*rgb.shape[-2:], resolution)
         if flip_average and any(task.mirror is None for task in tasks):
             names = ", ".join(task.name for task in tasks if task.mirror is None)
@@ -222,8 +221,9 @@ class GenPerceptPredictor:
             views = [chunk, chunk.flip(-1)] if any(averaged.values()) else [chunk]
             maps = {task.name: [] for task in tasks}
             for view in views:
-                for resolution, group in resolution_groups.items():
-                    wanted = [task for task in group if view is chunk or averaged[task.name]]
+                for resolution in dict.fromkeys(resolutions.values()):
+                    wanted = [task for task in tasks
+                              if resolutions[task.name] == resolution and (view is chunk or averaged[task.name])]
                     if not wanted:
                         continue
                     rgb_latent = self._encode(view, resolution)  # [b,4,h/8,w/8]
@@ -237,7 +237,6 @@ class GenPerceptPredictor:
                 on_progress(min(start + batch_size, rgb.shape[0]), rgb.shape[0])
 
         predictions = {}
-        resolutions = {task.name: resolution for resolution, group in resolution_groups.items() for task in group}
         for task in tasks:
             prediction = torch.cat(outputs[task.name])  # [B,C,H,W] in [0,1]
             raw = prediction[:, 0] if task.channels == 1 else prediction.permute(0, 2, 3, 1)
