@@ -16,11 +16,11 @@ import cv2
 import numpy as np
 
 from genpercept_bundle import GenPerceptPredictor, load_image
-from genpercept_bundle.cli import add_flip_average_option
-from genpercept_bundle.dataset import FORMAT, Sample, write_sample
-from genpercept_bundle.evaluation import format_table, mean_scores, score_samples
-from genpercept_bundle.predictor import FLIP_AVERAGE_CHOICES
-from genpercept_bundle.writers import write_json
+from genpercept_bundle.atomic_files import write_json
+from genpercept_bundle.choices import FLIP_AVERAGE_CHOICES
+from genpercept_bundle.cli.options import add_flip_average_option, add_processing_resolution_option
+from genpercept_bundle.data.dataset import FORMAT, Sample, write_sample
+from genpercept_bundle.evaluation.scoring import format_table, mean_scores, score_samples
 
 HERE = Path(__file__).parent
 DEFAULT_SAMPLES = HERE.parent.parent / "shared" / "eval" / "rgbd_open3d_samples"
@@ -64,7 +64,7 @@ def per_frame_table(per_frame: dict) -> str:
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--model", default=None, help="model folder (default: the embedded model)")
-    parser.add_argument("--processing-res", type=int, default=None)
+    add_processing_resolution_option(parser)
     add_flip_average_option(parser)
     parser.add_argument("--samples", type=Path, default=DEFAULT_SAMPLES)
     args = parser.parse_args()

@@ -31,7 +31,7 @@ def main():
 
     model = RESULTS / "sd21-random"
     if not (model / "unet_depth_v2").is_dir():
-        from genpercept_bundle.architectures import write_random_checkpoint
+        from genpercept_bundle.models.architectures import write_random_checkpoint
 
         started = time.perf_counter()
         write_random_checkpoint(model, tasks=["depth"], architecture="sd21")

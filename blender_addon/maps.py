@@ -9,46 +9,35 @@ import subprocess
 import tempfile
 
 import numpy as np
+from genpercept_bundle.errors import GenPerceptError
+from genpercept_bundle.map_files import find_maps as find_saved_maps
+from genpercept_bundle.map_files import map_path, read_map
+
 
 class MapError(Exception):
     """A problem the user can fix; the operator reports its message in Blender's UI."""
 
 
-def load_map(path: str, channels: int) -> np.ndarray:
-    """A float map from .npy (our CLI), EXR or 16-bit PNG (CLI / ComfyUI), as [H,W] or [H,W,3]."""
-    path = os.path.abspath(bpy_path(path))
-    if not os.path.isfile(path):
-        raise MapError(f"map file not found: {path}")
-    if path.lower().endswith(".npy"):
-        try:
-            data = np.load(path, allow_pickle=False).astype(np.float32)
-        except ValueError as error:
-            raise MapError(f"{path} is not a plain .npy array ({error})") from error
-    else:
-        data = load_image_pixels(path)[..., :3]
-        if channels == 1:
-            data = data[..., 0]
-    if channels == 3 and (data.ndim != 3 or data.shape[-1] != 3):
-        raise MapError(f"{os.path.basename(path)} should be a 3-channel normal map, got shape {data.shape}")
-    if channels == 1 and data.ndim == 3:
-        data = data[..., 0]
-    if not np.isfinite(data).all():
-        raise MapError(f"{os.path.basename(path)} contains NaN or infinite values")
-    return data
+def load_map(path: str, task: str) -> np.ndarray:
+    """A map file (the CLI's or ComfyUI's: EXR, 16-bit PNG or .npy) in the bundle's convention for ``task``, read by
+    the core's map-file contract with Blender's own image reader."""
+    try:
+        return read_map(os.path.abspath(bpy_path(str(path))), task, pixels=load_image_pixels)
+    except GenPerceptError as error:
+        raise MapError(str(error)) from error
 
 
-def normals_from_file(data: np.ndarray, path: str) -> np.ndarray:
-    """Files store unit vectors (EXR / npy) or (n+1)/2 colours (PNG); return unit vectors."""
-    vectors = data * 2.0 - 1.0 if path.lower().endswith((".png", ".tif", ".tiff")) else data
-    return vectors / np.maximum(np.linalg.norm(vectors, axis=-1, keepdims=True), 1e-6)
+def find_maps(photo: str) -> dict:
+    """The maps saved for ``photo`` beside it, by task (the core's ``find_maps``)."""
+    return {task: str(path) for task, path in find_saved_maps(photo).items()}
 
 
-def load_image_pixels(path: str, colorspace: str = "Non-Color") -> np.ndarray:
+def load_image_pixels(path, colorspace: str = "Non-Color") -> np.ndarray:
     """Any image Blender reads, as float RGBA [H,W,4] with row 0 at the top (Blender stores bottom-up)."""
     import bpy
 
     try:
-        image = bpy.data.images.load(path, check_existing=False)
+        image = bpy.data.images.load(str(path), check_existing=False)
     except RuntimeError as error:
         raise MapError(f"cannot read {path} as an image: {error}") from error
     try:
@@ -70,18 +59,6 @@ def bpy_path(path: str) -> str:
         return bpy.path.abspath(path)
     except ImportError:
         return path
-
-
-def find_maps(photo: str) -> dict:
-    """Maps named like our CLI writes them (<stem>_depth.exr, ...) next to the photo; EXR, then .npy, then PNG."""
-    stem = os.path.splitext(os.path.abspath(photo))[0]
-    found = {}
-    for task in ("depth", "normal", "matte"):
-        candidates = [f"{stem}_{task}{suffix}" for suffix in (".exr", ".npy", ".png")]
-        match = next((path for path in candidates if os.path.isfile(path)), None)
-        if match:
-            found[task] = match
-    return found
 
 
 # ---------------------------------------------------------------- running the predictor
@@ -115,9 +92,9 @@ def predict_in_process(photo: str, tasks, model: str = "") -> dict:
 
 
 def predictor_command(python: str, photo: str, tasks, out_dir: str, model: str = "") -> list[str]:
-    command = [python, "-m", "genpercept_bundle.cli", "predict", photo, "--task", *tasks, "--format", "npy",
+    command = [python, "-m", "genpercept_bundle.cli", "predict", "--task", *tasks, "--format", "npy",
                "--no-preview", "--out", out_dir]
-    return command + (["--model", model] if model else [])
+    return command + (["--model", model] if model else []) + ["--", photo]  # a photo named -x is not an option
 
 
 def start_external(python: str, photo: str, tasks, model: str = ""):
@@ -136,7 +113,7 @@ def finish_external(process, out_dir: str, photo: str, tasks) -> dict:
         reason = [line for line in errors.strip().splitlines() if "error" in line.lower()] or errors.strip().splitlines()
         raise MapError(f"the predictor failed: {reason[-1] if reason else 'exit code ' + str(process.returncode)}")
     stem = os.path.splitext(os.path.basename(photo))[0]
-    return {task: np.load(os.path.join(out_dir, f"{stem}_{task}.npy"), allow_pickle=False) for task in tasks}
+    return {task: load_map(map_path(out_dir, stem, task, "npy"), task) for task in tasks}
 
 
 def check_external_python(python: str) -> str:

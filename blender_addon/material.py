@@ -1,6 +1,7 @@
 """The relief material: photo as base colour, predicted normals in object space, matte as alpha."""
 
 import bpy
+from genpercept_bundle.conventions import normals_to_rgb
 
 from .relief import float_image
 
@@ -28,7 +29,7 @@ def relief_material(name, photo_path=None, normals=None, matte=None):
         link(photo.outputs["Color"], shader.inputs["Base Color"])
     if normals is not None:
         texture = nodes.new("ShaderNodeTexImage")
-        texture.image = float_image(f"{name} normals", (normals * 0.5 + 0.5).astype("float32"))
+        texture.image = float_image(f"{name} normals", normals_to_rgb(normals))
         normal_map = nodes.new("ShaderNodeNormalMap")
         normal_map.space = "OBJECT"
         link(uv.outputs["UV"], texture.inputs["Vector"])

@@ -15,6 +15,7 @@ import math
 
 import bpy
 import numpy as np
+from genpercept_bundle.conventions import near_bright
 
 NODE_GROUP = "GenPercept Relief"
 
@@ -58,92 +59,106 @@ def _group_interface(tree):
             socket.default_value = default
 
 
+class _Nodes:
+    """Adds nodes to a node tree and links them: ``math`` and ``sample`` return output sockets."""
+
+    def __init__(self, tree):
+        self.new, self.link = tree.nodes.new, tree.links.new
+
+    def math(self, operation, a, b):
+        node = self.new("ShaderNodeMath")
+        node.operation = operation
+        for socket, value in zip(node.inputs, (a, b)):
+            self.link(value, socket) if not isinstance(value, (int, float)) else setattr(socket, "default_value", value)
+        return node.outputs[0]
+
+    def sample(self, image_socket, vector):
+        node = self.new("GeometryNodeImageTexture")
+        node.interpolation, node.extension = "Closest", "EXTEND"  # images are resampled to one texel per vertex
+        self.link(image_socket, node.inputs["Image"])
+        self.link(vector, node.inputs["Vector"])
+        return node.outputs["Color"]
+
+    def xyz(self, **components):
+        node = self.new("ShaderNodeCombineXYZ")
+        for axis, socket in components.items():
+            self.link(socket, node.inputs[axis])
+        return node.outputs[0]
+
+
 def relief_node_group() -> "bpy.types.GeometryNodeTree":
     """The node group (built once per file) behind every orthographic relief."""
     if NODE_GROUP in bpy.data.node_groups:
         return bpy.data.node_groups[NODE_GROUP]
     tree = bpy.data.node_groups.new(NODE_GROUP, "GeometryNodeTree")
     _group_interface(tree)
-    nodes, link = tree.nodes, tree.links.new
-    group_in, group_out = nodes.new("NodeGroupInput"), nodes.new("NodeGroupOutput")
-
-    def math(operation, a, b):
-        node = nodes.new("ShaderNodeMath")
-        node.operation = operation
-        for socket, value in zip(node.inputs, (a, b)):
-            link(value, socket) if not isinstance(value, (int, float)) else setattr(socket, "default_value", value)
-        return node.outputs[0]
-
-    def sample(image_socket, vector):
-        node = nodes.new("GeometryNodeImageTexture")
-        node.interpolation, node.extension = "Closest", "EXTEND"  # images are resampled to one texel per vertex
-        link(image_socket, node.inputs["Image"])
-        link(vector, node.inputs["Vector"])
-        return node.outputs["Color"]
-
+    nodes = _Nodes(tree)
+    group_in, group_out = nodes.new("NodeGroupInput").outputs, nodes.new("NodeGroupOutput")
     # Grid of Columns x Rows vertices, Width wide, with the image's aspect ratio.
+    depth_side = nodes.math("MULTIPLY", group_in["Width"], nodes.math(
+        "DIVIDE", nodes.math("SUBTRACT", group_in["Rows"], 1), nodes.math("SUBTRACT", group_in["Columns"], 1)))
     grid = nodes.new("GeometryNodeMeshGrid")
-    link(group_in.outputs["Width"], grid.inputs["Size X"])
-    aspect = math("DIVIDE", math("SUBTRACT", group_in.outputs["Rows"], 1), math("SUBTRACT", group_in.outputs["Columns"], 1))
-    link(math("MULTIPLY", group_in.outputs["Width"], aspect), grid.inputs["Size Y"])
-    link(group_in.outputs["Columns"], grid.inputs["Vertices X"])
-    link(group_in.outputs["Rows"], grid.inputs["Vertices Y"])
+    for socket, value in (("Size X", group_in["Width"]), ("Size Y", depth_side), ("Vertices X", group_in["Columns"]),
+                          ("Vertices Y", group_in["Rows"])):
+        nodes.link(value, grid.inputs[socket])
     uv = grid.outputs["UV Map"]
     store_uv = nodes.new("GeometryNodeStoreNamedAttribute")
     store_uv.data_type, store_uv.domain = "FLOAT2", "CORNER"
     store_uv.inputs["Name"].default_value = "UVMap"
-    link(grid.outputs["Mesh"], store_uv.inputs["Geometry"])
-    link(uv, store_uv.inputs["Value"])
+    nodes.link(grid.outputs["Mesh"], store_uv.inputs["Geometry"])
+    nodes.link(uv, store_uv.inputs["Value"])
     # Lift by Height x height image (+ Base).
-    lift = math("ADD", math("MULTIPLY", sample(group_in.outputs["Depth Height"], uv),
-                            group_in.outputs["Height"]), group_in.outputs["Base"])
-    offset = nodes.new("ShaderNodeCombineXYZ")
-    link(lift, offset.inputs["Z"])
+    lift = nodes.math("ADD", nodes.math("MULTIPLY", nodes.sample(group_in["Depth Height"], uv), group_in["Height"]),
+                      group_in["Base"])
     set_position = nodes.new("GeometryNodeSetPosition")
-    link(store_uv.outputs["Geometry"], set_position.inputs["Geometry"])
-    link(offset.outputs[0], set_position.inputs["Offset"])
-    # Cut steep faces (normal z below cos(edge angle)) and faces outside the matte.
+    nodes.link(store_uv.outputs["Geometry"], set_position.inputs["Geometry"])
+    nodes.link(nodes.xyz(Z=lift), set_position.inputs["Offset"])
+    surface = _cut_and_finish(nodes, group_in, set_position.outputs[0], uv)
+    join = nodes.new("GeometryNodeJoinGeometry")
+    nodes.link(_base_block(nodes, group_in, depth_side), join.inputs[0])
+    nodes.link(surface, join.inputs[0])
+    nodes.link(join.outputs[0], group_out.inputs["Geometry"])
+    return tree
+
+
+def _cut_and_finish(nodes: _Nodes, group_in, geometry, uv):
+    """Cut steep faces (normal z below cos(edge angle)) and faces outside the matte; shade smooth; the material."""
     normal_z = nodes.new("ShaderNodeSeparateXYZ")
-    link(nodes.new("GeometryNodeInputNormal").outputs[0], normal_z.inputs[0])
-    steep = math("LESS_THAN", normal_z.outputs["Z"], math("COSINE", math("RADIANS", group_in.outputs["Edge Angle"], 0), 0))
-    outside = math("LESS_THAN", sample(group_in.outputs["Matte"], uv), group_in.outputs["Matte Threshold"])
+    nodes.link(nodes.new("GeometryNodeInputNormal").outputs[0], normal_z.inputs[0])
+    steep = nodes.math("LESS_THAN", normal_z.outputs["Z"],
+                       nodes.math("COSINE", nodes.math("RADIANS", group_in["Edge Angle"], 0), 0))
+    outside = nodes.math("LESS_THAN", nodes.sample(group_in["Matte"], uv), group_in["Matte Threshold"])
     delete = nodes.new("GeometryNodeDeleteGeometry")
     delete.domain = "FACE"
-    link(set_position.outputs[0], delete.inputs["Geometry"])
-    link(math("MAXIMUM", steep, outside), delete.inputs["Selection"])
+    nodes.link(geometry, delete.inputs["Geometry"])
+    nodes.link(nodes.math("MAXIMUM", steep, outside), delete.inputs["Selection"])
     smooth = nodes.new("GeometryNodeSetShadeSmooth")
-    link(delete.outputs[0], smooth.inputs["Geometry"])
+    nodes.link(delete.outputs[0], smooth.inputs["Geometry"])
     set_material = nodes.new("GeometryNodeSetMaterial")  # geometry made by nodes carries no material otherwise
-    link(smooth.outputs[0], set_material.inputs["Geometry"])
-    link(group_in.outputs["Material"], set_material.inputs["Material"])
-    # Optional solid base: a block under the relief.
+    nodes.link(smooth.outputs[0], set_material.inputs["Geometry"])
+    nodes.link(group_in["Material"], set_material.inputs["Material"])
+    return set_material.outputs[0]
+
+
+def _base_block(nodes: _Nodes, group_in, depth_side):
+    """The optional solid base: a block Base thick under the relief (nothing when Base is 0)."""
     base = nodes.new("GeometryNodeMeshCube")
-    size = nodes.new("ShaderNodeCombineXYZ")
-    link(group_in.outputs["Width"], size.inputs["X"])
-    link(math("MULTIPLY", group_in.outputs["Width"], aspect), size.inputs["Y"])
-    link(group_in.outputs["Base"], size.inputs["Z"])
-    link(size.outputs[0], base.inputs["Size"])
+    nodes.link(nodes.xyz(X=group_in["Width"], Y=depth_side, Z=group_in["Base"]), base.inputs["Size"])
     lift_base = nodes.new("GeometryNodeTransform")
-    link(base.outputs["Mesh"], lift_base.inputs["Geometry"])
-    centre = nodes.new("ShaderNodeCombineXYZ")
-    link(math("MULTIPLY", group_in.outputs["Base"], 0.5), centre.inputs["Z"])
-    link(centre.outputs[0], lift_base.inputs["Translation"])
+    nodes.link(base.outputs["Mesh"], lift_base.inputs["Geometry"])
+    nodes.link(nodes.xyz(Z=nodes.math("MULTIPLY", group_in["Base"], 0.5)), lift_base.inputs["Translation"])
     has_base = nodes.new("GeometryNodeSwitch")
     has_base.input_type = "GEOMETRY"
-    link(math("GREATER_THAN", group_in.outputs["Base"], 0.0), has_base.inputs["Switch"])
-    link(lift_base.outputs[0], has_base.inputs["True"])
-    join = nodes.new("GeometryNodeJoinGeometry")
-    link(has_base.outputs[0], join.inputs[0])
-    link(set_material.outputs[0], join.inputs[0])
-    link(join.outputs[0], group_out.inputs["Geometry"])
-    return tree
+    nodes.link(nodes.math("GREATER_THAN", group_in["Base"], 0.0), has_base.inputs["Switch"])
+    nodes.link(lift_base.outputs[0], has_base.inputs["True"])
+    return has_base.outputs[0]
 
 
 def orthographic_relief(name, depth, matte=None, resolution=256, height=0.2, width=1.0, invert=False, base=0.0,
                         edge_angle=80.0, matte_threshold=0.0, material=None):
     """An object whose Geometry Nodes modifier is the relief; returns the object."""
     rows, columns = grid_size(*depth.shape, resolution)
-    lifted = depth if invert else 1.0 - depth  # near = high
+    lifted = depth if invert else near_bright(depth)  # near = high
     height_image = float_image(f"{name} height", grid_samples(lifted, rows, columns))
     matte_values = grid_samples(matte, rows, columns) if matte is not None else np.ones((rows, columns), np.float32)
     matte_image = float_image(f"{name} matte", matte_values)
@@ -194,7 +209,7 @@ def perspective_points(depth, fov_degrees, near, far, resolution, invert=False):
     h, w = depth.shape
     ys, xs = cell_centres(h, w, rows, columns)
     sampled = _bilinear(depth, ys, xs)
-    relative = 1.0 - sampled if invert else sampled
+    relative = near_bright(sampled) if invert else sampled  # an inverted (near = bright) map back to depth
     distance = near + relative * (far - near)
     focal = 0.5 * w / math.tan(math.radians(fov_degrees) / 2)
     u = (xs + 0.5)[None, :] - w / 2

@@ -6,6 +6,8 @@ import threading
 import bpy
 from bpy.props import BoolProperty, EnumProperty, FloatProperty, IntProperty, PointerProperty, StringProperty
 
+from genpercept_bundle.models.folders import is_model_folder
+
 from . import maps
 from .material import relief_material
 from .relief import bake, orthographic_relief, perspective_relief
@@ -176,11 +178,11 @@ class GENPERCEPT_OT_build_relief(bpy.types.Operator):
                  "matte": settings.matte_file or found.get("matte")}
         if not paths["depth"]:
             raise maps.MapError("choose a depth map (EXR, 16-bit PNG or .npy), or a photo with <photo>_depth.* beside it")
-        loaded = {"depth": maps.load_map(paths["depth"], 1)}
+        loaded = {"depth": maps.load_map(paths["depth"], "depth")}
         if paths["normal"]:
-            loaded["normal"] = maps.normals_from_file(maps.load_map(paths["normal"], 3), paths["normal"])
+            loaded["normal"] = maps.load_map(paths["normal"], "normal")
         if paths["matte"] and settings.matte_mode != "NONE":
-            loaded["matte"] = maps.load_map(paths["matte"], 1)
+            loaded["matte"] = maps.load_map(paths["matte"], "matte")
         return loaded
 
     def _build(self, context, predicted):
@@ -251,8 +253,7 @@ class GENPERCEPT_OT_check_setup(bpy.types.Operator):
         prefs = preferences(context)
         folder = bpy.path.abspath(prefs.model_folder) if prefs and prefs.model_folder else ""
         problems = []
-        if folder and not (os.path.isdir(os.path.join(folder, "vae")) and
-                           any(name.startswith("unet_") for name in os.listdir(folder))):
+        if folder and not is_model_folder(folder):
             problems.append(f"model folder {folder} lacks vae/ and unet_<task>_v2/ folders")
         python = bpy.path.abspath(prefs.python_path) if prefs and prefs.python_path else ""
         verdict = maps.check_external_python(python) if python else (

@@ -8,7 +8,7 @@ import os
 from dataclasses import dataclass
 
 from genpercept_bundle import GenPerceptError, GenPerceptPredictor
-from genpercept_bundle.checkpoint import HUB_ID
+from genpercept_bundle.models.folders import HUB_ID, is_model_folder
 
 FOLDER_NAME = "genpercept"
 EMBEDDED = "embedded small model (offline default)"
@@ -29,7 +29,7 @@ def list_models(search_paths) -> list[str]:
             continue
         for name in sorted(os.listdir(root)):
             folder = os.path.join(root, name)
-            if os.path.isdir(os.path.join(folder, "vae")) and any(p.startswith("unet_") for p in os.listdir(folder)):
+            if is_model_folder(folder):
                 found.append(name)
     return [EMBEDDED, *dict.fromkeys(found)]
 

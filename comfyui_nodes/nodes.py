@@ -6,6 +6,11 @@ import folder_paths
 from comfy_api.latest import ComfyExtension, io
 
 from genpercept_bundle import GenPerceptError
+from genpercept_bundle.choices import FLIP_AVERAGE_CHOICES, MODEL_DEFAULT
+from genpercept_bundle.conventions import NORMAL_CONVENTIONS
+from genpercept_bundle.map_files import FORMATS
+from genpercept_bundle.models.settings import MAX_RESOLUTION
+from genpercept_bundle.tasks import DEFAULT_TASKS
 
 from . import operations
 from .models import EMBEDDED, check_hub_id, list_models, load_model, register_model_folder, resolve_model
@@ -16,17 +21,16 @@ ModelType = io.Custom("GENPERCEPT_MODEL")
 MapsType = io.Custom("GENPERCEPT_MAPS")
 CATEGORY = "image/genpercept"
 
-RESOLUTION_TOOLTIP = ("Longest side (pixels) the model sees; 0 = the model's own default (768 for GenPercept; for the "
-                      "embedded small model, the size each task was trained at). No padding. The maps always come back "
-                      "at the input size.")
-FLIP_TOOLTIP = ("Also predict the mirrored image and average the two: steadier maps (embedded model on held-out "
-                "scenes: depth error -5 %, normal error -5 %, matte error -20 %) for twice the time. auto: the model's "
-                "default (embedded model: on; released GenPercept checkpoints: off).")
+RESOLUTION_TOOLTIP = ("Longest side (pixels) the model sees. -1 = the model's own default (768 for GenPercept; for the "
+                      "embedded small model, the size each task was trained at); 0 = the image's native size. No "
+                      "padding. The maps always come back at the input size.")
+FLIP_TOOLTIP = ("Also predict the mirrored image and average the two: steadier maps for twice the time. auto: the "
+                "model's default (embedded model: on; released GenPercept checkpoints: off).")
 BATCH_TOOLTIP = "Images per forward pass. Long videos are processed this many frames at a time to bound memory."
 
 
 def _task_switches():
-    return [io.Boolean.Input(task, default=True, tooltip=f"Load the {task} UNet.") for task in ("depth", "normal", "matte")]
+    return [io.Boolean.Input(task, default=True, tooltip=f"Load the {task} UNet.") for task in DEFAULT_TASKS]
 
 
 def _device_inputs():
@@ -40,10 +44,6 @@ def _device_inputs():
 
 def _device(choice):
     return comfy.model_management.get_torch_device() if choice == "auto" else "cpu"
-
-
-def _tasks(depth, normal, matte):
-    return [name for name, wanted in (("depth", depth), ("normal", normal), ("matte", matte)) if wanted]
 
 
 def _progress(total):
@@ -63,52 +63,56 @@ def _run(fn, *args, **kwargs):
         raise RuntimeError(f"GenPercept: {error}") from None
 
 
+def _loader_schema(node_id, display_name, description, source):
+    """A node that loads a model from ``source`` (an input naming it) with the task switches and device inputs."""
+    return io.Schema(node_id=node_id, display_name=display_name, category=CATEGORY, description=description,
+                     inputs=[source, *_task_switches(), *_device_inputs()],
+                     outputs=[ModelType.Output(display_name="model")])
+
+
+def _load(model, depth, normal, matte, device, dtype, **options):
+    tasks = [task for task, wanted in zip(DEFAULT_TASKS, (depth, normal, matte)) if wanted]
+    return io.NodeOutput(_run(load_model, model, tasks, _device(device), dtype, **options))
+
+
 class GenPerceptModelLoader(io.ComfyNode):
     @classmethod
     def define_schema(cls):
-        return io.Schema(
-            node_id="GenPerceptModelLoader", display_name="GenPercept Model Loader", category=CATEGORY,
-            description="Loads a GenPercept model folder from models/genpercept (or extra_model_paths.yaml), "
-                        "or the embedded small model. Never downloads.",
-            inputs=[io.Combo.Input("model", options=list_models(folder_paths.get_folder_paths("genpercept")),
-                                   default=EMBEDDED,
-                                   tooltip="A folder in models/genpercept/ in the GenPercept layout "
-                                           "(unet_depth_v2/, unet_normal_v2/, unet_matting_v2/, vae/), or the embedded model."),
-                    *_task_switches(), *_device_inputs()],
-            outputs=[ModelType.Output(display_name="model")],
-        )
+        return _loader_schema(
+            "GenPerceptModelLoader", "GenPercept Model Loader",
+            "Loads a GenPercept model folder from models/genpercept (or extra_model_paths.yaml), or the embedded "
+            "small model. Never downloads.",
+            io.Combo.Input("model", options=list_models(folder_paths.get_folder_paths("genpercept")), default=EMBEDDED,
+                           tooltip="A folder in models/genpercept/ in the GenPercept layout (unet_depth_v2/, "
+                                   "unet_normal_v2/, unet_matting_v2/, vae/), or the embedded model."))
 
     @classmethod
     def execute(cls, model, depth, normal, matte, device, dtype):
         folder = _run(resolve_model, model, folder_paths.get_folder_paths("genpercept"))
-        return io.NodeOutput(_run(load_model, folder, _tasks(depth, normal, matte), _device(device), dtype))
+        return _load(folder, depth, normal, matte, device, dtype)
 
 
 class GenPerceptDownloadModel(io.ComfyNode):
     @classmethod
     def define_schema(cls):
-        return io.Schema(
-            node_id="GenPerceptDownloadModel", display_name="GenPercept Download Model", category=CATEGORY,
-            description="Downloads only the files the chosen tasks need from a Hugging Face repo into "
-                        "models/genpercept/<owner>--<name>, then loads them. Files already there are reused.",
-            inputs=[io.String.Input("repo_id", default="guangkaixu/genpercept-models",
-                                    tooltip="Hugging Face repo in the GenPercept layout, e.g. guangkaixu/genpercept-models "
-                                            "or guangkaixu/genpercept-depth."),
-                    *_task_switches(), *_device_inputs()],
-            outputs=[ModelType.Output(display_name="model")],
-        )
+        return _loader_schema(
+            "GenPerceptDownloadModel", "GenPercept Download Model",
+            "Downloads only the files the chosen tasks need from a Hugging Face repo into "
+            "models/genpercept/<owner>--<name>, then loads them. Files already there are reused.",
+            io.String.Input("repo_id", default="guangkaixu/genpercept-models",
+                            tooltip="Hugging Face repo in the GenPercept layout, e.g. guangkaixu/genpercept-models "
+                                    "or guangkaixu/genpercept-depth."))
 
     @classmethod
     def execute(cls, repo_id, depth, normal, matte, device, dtype):
         root = folder_paths.get_folder_paths("genpercept")[0]
-        repo = _run(check_hub_id, repo_id)
-        return io.NodeOutput(_run(load_model, repo, _tasks(depth, normal, matte), _device(device), dtype,
-                                  download_root=root, allow_download=True))
+        return _load(_run(check_hub_id, repo_id), depth, normal, matte, device, dtype, download_root=root,
+                     allow_download=True)
 
 
 def _flip_average_input():
     # Last and optional, so workflows saved before it existed keep their widget values.
-    return io.Combo.Input("flip_average", options=["auto", "on", "off"], default="auto", optional=True,
+    return io.Combo.Input("flip_average", options=list(FLIP_AVERAGE_CHOICES), default="auto", optional=True,
                           tooltip=FLIP_TOOLTIP)
 
 
@@ -116,70 +120,73 @@ def _prediction_inputs():
     return [
         ModelType.Input("model", tooltip="From GenPercept Model Loader."),
         io.Image.Input("image", tooltip="RGB image batch (video frames welcome)."),
-        io.Int.Input("processing_resolution", default=0, min=0, max=4096, step=8, tooltip=RESOLUTION_TOOLTIP),
+        io.Int.Input("processing_resolution", default=MODEL_DEFAULT, min=MODEL_DEFAULT, max=MAX_RESOLUTION,
+                     tooltip=RESOLUTION_TOOLTIP),
         io.Int.Input("batch_size", default=1, min=1, max=64, tooltip=BATCH_TOOLTIP),
     ]
+
+
+def _prediction_schema(node_id, display_name, description, options, outputs):
+    """A node that predicts one task: model, image, resolution and batch inputs, then ``options``, flip averaging."""
+    return io.Schema(node_id=node_id, display_name=display_name, category=CATEGORY, description=description,
+                     inputs=[*_prediction_inputs(), *options, _flip_average_input()], outputs=outputs)
+
+
+def _predict(task, model, image, processing_resolution, batch_size, flip_average):
+    return _run(operations.predict, model, image, task, processing_resolution, batch_size, _progress(image.shape[0]),
+                flip_average)
 
 
 class GenPerceptDepth(io.ComfyNode):
     @classmethod
     def define_schema(cls):
-        return io.Schema(
-            node_id="GenPerceptDepth", display_name="GenPercept Depth", category=CATEGORY,
-            description="Relative depth at the input size. The IMAGE is near = bright, as ControlNet depth models expect.",
-            inputs=[*_prediction_inputs(),
-                    io.Combo.Input("normalization", options=list(operations.DEPTH_MODES), default="auto",
-                                   tooltip="auto: 'sequence' for batches, 'per_image' for one image. sequence: frames are "
-                                           "aligned to each other and share one range (no video flicker). per_image: "
-                                           "full contrast per image. none: the model's own 0..1 values."),
-                    io.Boolean.Input("invert", default=False, tooltip="Off: near = bright (ControlNet). On: far = bright (Z-depth style)."),
-                    _flip_average_input()],
-            outputs=[io.Image.Output(display_name="depth"), MapsType.Output(display_name="raw_depth")],
-        )
+        return _prediction_schema(
+            "GenPerceptDepth", "GenPercept Depth",
+            "Relative depth at the input size. The IMAGE is near = bright, as ControlNet depth models expect.",
+            [io.Combo.Input("normalization", options=list(operations.DEPTH_MODES), default="auto",
+                            tooltip="auto: 'sequence' for batches, 'per_image' for one image. sequence: frames are "
+                                    "aligned to each other and share one range (no video flicker). per_image: "
+                                    "full contrast per image. none: the model's own 0..1 values."),
+             io.Boolean.Input("invert", default=False,
+                              tooltip="Off: near = bright (ControlNet). On: far = bright (Z-depth style).")],
+            [io.Image.Output(display_name="depth"), MapsType.Output(display_name="raw_depth")])
 
     @classmethod
     def execute(cls, model, image, processing_resolution, batch_size, normalization, invert, flip_average="auto"):
-        maps = _run(operations.predict, model, image, "depth", processing_resolution, batch_size,
-                    _progress(image.shape[0]), flip_average)
+        maps = _predict("depth", model, image, processing_resolution, batch_size, flip_average)
         return io.NodeOutput(_run(operations.render_depth, maps, normalization, invert), maps)
 
 
 class GenPerceptNormals(io.ComfyNode):
     @classmethod
     def define_schema(cls):
-        return io.Schema(
-            node_id="GenPerceptNormals", display_name="GenPercept Normals", category=CATEGORY,
-            description="Camera-space surface normals at the input size, encoded as (n + 1) / 2: red = +X right, "
-                        "blue = +Z toward the viewer, green = +Y up (OpenGL) or down (DirectX).",
-            inputs=[*_prediction_inputs(),
-                    io.Combo.Input("convention", options=["opengl", "directx"], default="opengl",
-                                   tooltip="opengl: green = up (Blender, glTF, Unity, Substance). directx: green = down (Unreal)."),
-                    _flip_average_input()],
-            outputs=[io.Image.Output(display_name="normals"), MapsType.Output(display_name="raw_normals")],
-        )
+        return _prediction_schema(
+            "GenPerceptNormals", "GenPercept Normals",
+            "Camera-space surface normals at the input size, encoded as (n + 1) / 2: red = +X right, "
+            "blue = +Z toward the viewer, green = +Y up (OpenGL) or down (DirectX).",
+            [io.Combo.Input("convention", options=list(NORMAL_CONVENTIONS), default="opengl",
+                            tooltip="opengl: green = up (Blender, glTF, Unity, Substance). directx: green = down "
+                                    "(Unreal).")],
+            [io.Image.Output(display_name="normals"), MapsType.Output(display_name="raw_normals")])
 
     @classmethod
     def execute(cls, model, image, processing_resolution, batch_size, convention, flip_average="auto"):
-        maps = _run(operations.predict, model, image, "normal", processing_resolution, batch_size,
-                    _progress(image.shape[0]), flip_average)
+        maps = _predict("normal", model, image, processing_resolution, batch_size, flip_average)
         return io.NodeOutput(_run(operations.render_normals, maps, convention), maps)
 
 
 class GenPerceptMatte(io.ComfyNode):
     @classmethod
     def define_schema(cls):
-        return io.Schema(
-            node_id="GenPerceptMatte", display_name="GenPercept Matte", category=CATEGORY,
-            description="Alpha matte as a MASK (1 = foreground) and the foreground as an RGB IMAGE over black (not RGBA).",
-            inputs=[*_prediction_inputs(), _flip_average_input()],
-            outputs=[io.Mask.Output(display_name="alpha"), io.Image.Output(display_name="foreground"),
-                     MapsType.Output(display_name="raw_alpha")],
-        )
+        return _prediction_schema(
+            "GenPerceptMatte", "GenPercept Matte",
+            "Alpha matte as a MASK (1 = foreground) and the foreground as an RGB IMAGE over black (not RGBA).", [],
+            [io.Mask.Output(display_name="alpha"), io.Image.Output(display_name="foreground"),
+             MapsType.Output(display_name="raw_alpha")])
 
     @classmethod
     def execute(cls, model, image, processing_resolution, batch_size, flip_average="auto"):
-        maps = _run(operations.predict, model, image, "matte", processing_resolution, batch_size,
-                    _progress(image.shape[0]), flip_average)
+        maps = _predict("matte", model, image, processing_resolution, batch_size, flip_average)
         alpha, foreground = _run(operations.render_matte, maps, image)
         return io.NodeOutput(alpha, foreground, maps)
 
@@ -194,7 +201,7 @@ class GenPerceptSaveMaps(io.ComfyNode):
             inputs=[MapsType.Input("maps", tooltip="A raw_* output of a GenPercept node."),
                     io.String.Input("filename_prefix", default="genpercept/maps",
                                     tooltip="Path under ComfyUI's output folder; files are <prefix>_<frame>_<task>.<ext>."),
-                    io.Combo.Input("format", options=["exr", "png16", "npy"], default="exr",
+                    io.Combo.Input("format", options=sorted(FORMATS), default="exr",
                                    tooltip="exr: float32 values as documented (depth 0 = near, unit normals, alpha). "
                                            "png16: 16-bit, normals encoded (n + 1) / 2. npy: float32 arrays.")],
             outputs=[], is_output_node=True,

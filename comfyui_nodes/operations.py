@@ -12,12 +12,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from genpercept_bundle import GenPerceptError
-from genpercept_bundle.predictor import FLIP_AVERAGE_CHOICES, check_processing_size
-from genpercept_bundle.conventions import NORMAL_CONVENTIONS, near_bright, normalise_depth_batch, normals_to_rgb
-from genpercept_bundle.writers import SUFFIXES, write_json, write_map
+from genpercept_bundle.choices import flip_average_choice, processing_resolution_choice
+from genpercept_bundle.conventions import (DEPTH_NORMALISATIONS, NORMAL_CONVENTIONS, near_bright, normalise_depth_batch,
+                                          normals_to_rgb)
+from genpercept_bundle.errors import GenPerceptError
+from genpercept_bundle.inference.processing import check_processing_size
+from genpercept_bundle.map_files import save_maps as save_map_files
 
-DEPTH_MODES = ("auto", "per_image", "sequence", "none")
+DEPTH_MODES = ("auto", *DEPTH_NORMALISATIONS)
 
 
 @dataclass
@@ -44,22 +46,22 @@ def images_to_rgb8(images: torch.Tensor) -> torch.Tensor:
     return (rgb * 255.0).round().to(torch.uint8).permute(0, 3, 1, 2).cpu().contiguous()
 
 
-def predict(model, images: torch.Tensor, task: str, processing_resolution: int = 0, batch_size: int = 1,
+def predict(model, images: torch.Tensor, task: str, processing_resolution: int = -1, batch_size: int = 1,
             on_progress=None, flip_average: str = "auto") -> Maps:
     """Run one task over an IMAGE batch, ``batch_size`` images at a time; maps come back at the input size.
 
-    ``processing_resolution``: longest side the model sees; 0 = the model's own default.
+    ``processing_resolution``: longest side the model sees; -1 = the model's own default, 0 = native size
+    (``choices.processing_resolution_choice``).
     ``flip_average``: "on" also predicts the mirrored image and averages; "auto" = the model's default.
     ``on_progress(done, total)`` is called after each chunk and may raise to interrupt.
     """
-    if flip_average not in FLIP_AVERAGE_CHOICES:
-        raise GenPerceptError(f"flip_average must be one of {', '.join(FLIP_AVERAGE_CHOICES)}, got {flip_average!r}")
+    averaging = flip_average_choice(flip_average)
     predictor = model.ready(task)
-    resolution = processing_resolution or predictor.processing_resolution(task)
+    resolution = predictor.processing_resolution(task, processing_resolution_choice(processing_resolution))
     if images.ndim == 4:
         check_processing_size(images.shape[1], images.shape[2], resolution)  # before any big conversion
     rgb = images_to_rgb8(images)
-    prediction = predictor.predict(rgb, task, resolution, batch_size, on_progress, FLIP_AVERAGE_CHOICES[flip_average])
+    prediction = predictor.predict(rgb, task, resolution, batch_size, on_progress, averaging)
     return Maps(prediction.task, torch.from_numpy(prediction.maps.copy()), prediction.provenance)
 
 
@@ -94,19 +96,18 @@ def render_matte(maps: Maps, images: torch.Tensor) -> tuple[torch.Tensor, torch.
 
 
 def save_maps(maps: Maps, output_root, filename_prefix: str, format: str) -> list[Path]:
-    """Write each map of the batch as <prefix>_<index>_<task>.<ext> (EXR / 16-bit PNG / .npy) plus its provenance
-    JSON; ``filename_prefix`` may hold sub-folders of ``output_root`` but must stay inside it."""
+    """Write each map of the batch as <prefix>_<frame>_<task>.<ext> with its sidecar JSON, by the core's map-file
+    contract (the Blender add-on and ``find_maps`` read them); ``filename_prefix`` may hold sub-folders of
+    ``output_root`` but must stay inside it. Returns the map files."""
     root = Path(output_root).resolve()
     target = (root / filename_prefix).resolve()
     if not filename_prefix.strip() or root not in target.parents:
         raise GenPerceptError(f"filename prefix {filename_prefix!r} must name a file inside the output folder")
-    folder, prefix = target.parent, target.name
     written = []
     for index, values in enumerate(maps.values.numpy()):
-        stem = f"{prefix}_{index:05d}_{maps.task}"
-        data = normals_to_rgb(values) if maps.task == "normal" and format == "png16" else values
-        written.append(write_map(folder / f"{stem}{SUFFIXES[format]}", data, format))
-        write_json(folder / f"{stem}.json", {**maps.provenance, "frame": index, "format": format})
+        files = save_map_files(target.parent, f"{target.name}_{index:05d}", maps.task, values, format,
+                               {**maps.provenance, "frame": index, "format": format}, previews=False)
+        written.append(files[0])
     return written
 
 

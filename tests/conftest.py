@@ -6,7 +6,7 @@ import pytest
 import torch
 from PIL import Image
 
-from genpercept_bundle.architectures import write_random_checkpoint
+from genpercept_bundle.models.architectures import write_random_checkpoint
 
 
 @pytest.fixture(scope="session")

@@ -44,7 +44,7 @@ def test_freed_blocks_are_reused_without_page_faults_unless_opted_out():
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="tunes glibc's allocator")
 def test_the_recipes_task_workers_apply_it():
-    setup = "__import__('genpercept_bundle.default_model').default_model._start_task_worker(2) or True"
+    setup = "__import__('genpercept_bundle.training.recipe').training.recipe._start_task_worker(2) or True"
     _, worker_faults = page_faults(None, setup)
     _, default_faults = page_faults("0", setup)
     assert worker_faults < default_faults / 20

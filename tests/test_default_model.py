@@ -8,8 +8,8 @@ import torch
 from safetensors.torch import load_file
 
 from genpercept_bundle import GenPerceptPredictor
-from genpercept_bundle.checkpoint import DEFAULT_MODEL_DIR
-from genpercept_bundle.synthetic import random_scene, render
+from genpercept_bundle.models.folders import DEFAULT_MODEL_DIR
+from genpercept_bundle.data.synthetic import random_scene, render
 
 
 @pytest.fixture(scope="module")

@@ -1,7 +1,8 @@
 """Output conventions: what each map's numbers mean, and the views front ends show.
 
 All functions take numpy float arrays shaped [..., H, W] (scalar maps) or
-[..., H, W, 3] (normals) and work for a single map or a batch.
+[..., H, W, 3] (normals) and work for a single map or a batch. Numpy only, so
+the Blender add-on uses them as they are.
 
 - depth:  relative depth in [0, 1], 0 = near, 1 = far (GenPercept's own output).
   ``near_bright`` gives 1 - depth, the "near = bright" polarity ControlNet depth
@@ -15,6 +16,7 @@ All functions take numpy float arrays shaped [..., H, W] (scalar maps) or
 import numpy as np
 
 NORMAL_CONVENTIONS = ("opengl", "directx")
+DEPTH_NORMALISATIONS = ("per_image", "sequence", "none")
 
 
 def near_bright(depth: np.ndarray) -> np.ndarray:
@@ -22,9 +24,19 @@ def near_bright(depth: np.ndarray) -> np.ndarray:
     return 1.0 - depth
 
 
-def normals_from_raw(raw: np.ndarray) -> np.ndarray:
-    """Network output in [0,1]^3 -> unit normals; a degenerate (zero) vector becomes +Z (facing the camera)."""
-    vectors = raw.astype(np.float32) * 2.0 - 1.0
+def normals_from_raw(raw: np.ndarray, black_is_invalid: bool = False) -> np.ndarray:
+    """Colours in [0,1]^3 ((n + 1) / 2: network output, PNG normal maps) -> unit normals (see ``unit_normals``).
+
+    With ``black_is_invalid`` (datasets keep black for "no ground truth") black pixels become zero vectors.
+    """
+    normals = unit_normals(raw.astype(np.float32) * 2.0 - 1.0)
+    if black_is_invalid:
+        normals[raw.sum(axis=-1) <= 0] = 0.0
+    return normals
+
+
+def unit_normals(vectors: np.ndarray) -> np.ndarray:
+    """Vectors [..., 3] scaled to unit length; a degenerate (zero) vector becomes +Z (facing the camera)."""
     length = np.linalg.norm(vectors, axis=-1, keepdims=True)
     facing = np.zeros_like(vectors)
     facing[..., 2] = 1.0
@@ -42,6 +54,21 @@ def normals_to_rgb(normals: np.ndarray, convention: str = "opengl") -> np.ndarra
     return np.clip(encoded, 0.0, 1.0).astype(np.float32)
 
 
+def mirror_maps(maps, mirror: str, width_axis: int, channel_axis: int = -1, centre: float = 0.0):
+    """The maps of the left-right mirrored photo, from numpy arrays or torch tensors of any layout.
+
+    ``mirror`` is the task's ``Task.mirror``: "map" flips the width axis; "normal" also turns X the other way,
+    x -> 2 * centre - x on ``channel_axis`` (``centre`` 0 for unit vectors and [-1, 1] targets, 0.5 for
+    colour-encoded [0, 1] maps).
+    """
+    width_axis %= maps.ndim
+    flipped = np.flip(maps, width_axis).copy() if isinstance(maps, np.ndarray) else maps.flip(width_axis)
+    if mirror == "normal":
+        x = (slice(None),) * (channel_axis % maps.ndim) + (0,)
+        flipped[x] = 2 * centre - flipped[x]
+    return flipped
+
+
 def colorize_depth(depth: np.ndarray) -> np.ndarray:
     """Depth [H,W] in [0,1] -> uint8 RGB [H,W,3] preview with the turbo colour map, near = warm."""
     import cv2
@@ -50,7 +77,14 @@ def colorize_depth(depth: np.ndarray) -> np.ndarray:
     return cv2.applyColorMap(grey, cv2.COLORMAP_TURBO)[..., ::-1].copy()
 
 
-DEPTH_NORMALISATIONS = ("none", "per_image", "sequence")
+def fit_scale_shift(prediction: np.ndarray, target: np.ndarray, mask: np.ndarray | None = None) -> tuple[float, float]:
+    """Least-squares scale s and shift t minimising |s * prediction + t - target|^2 (on ``mask``), in float64."""
+    if mask is not None:
+        prediction, target = prediction[mask], target[mask]
+    p, g = np.ravel(prediction).astype(np.float64), np.ravel(target).astype(np.float64)
+    design = np.stack([p, np.ones_like(p)], axis=1)
+    (scale, shift), *_ = np.linalg.lstsq(design, g, rcond=None)
+    return float(scale), float(shift)
 
 
 def normalise_depth_batch(depth: np.ndarray, mode: str) -> np.ndarray:
@@ -72,8 +106,7 @@ def normalise_depth_batch(depth: np.ndarray, mode: str) -> np.ndarray:
         return (depth - low) / np.maximum(high - low, 1e-6)
     aligned = [depth[0]]
     for frame in depth[1:]:
-        design = np.stack([frame.ravel(), np.ones(frame.size, np.float32)], axis=1)
-        (scale, shift), *_ = np.linalg.lstsq(design, aligned[-1].ravel(), rcond=None)
-        aligned.append(scale * frame + shift if scale > 0 else frame)
+        scale, shift = fit_scale_shift(frame, aligned[-1])
+        aligned.append((scale * frame + shift).astype(np.float32) if scale > 0 else frame)
     stacked = np.stack(aligned)
     return (stacked - stacked.min()) / max(float(stacked.max() - stacked.min()), 1e-6)

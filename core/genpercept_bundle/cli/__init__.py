@@ -1,0 +1,36 @@
+"""The ``genpercept`` command line: one module per command group; each turns options into core calls.
+
+Importing it loads no torch: a command imports what it needs when it runs, so usage errors
+(a missing file, a bad option) come back at once.
+"""
+
+import argparse
+import sys
+
+from ..allocator import keep_freed_memory
+from ..errors import GenPerceptError
+from . import embedding, evaluate, predict, training
+
+COMMAND_GROUPS = (predict, embedding, training, evaluate)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="genpercept", description="Depth, normal and matte maps from photos "
+                                     "with GenPercept's one-step diffusion perceiver.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    for group in COMMAND_GROUPS:
+        group.add_commands(commands)
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    keep_freed_memory()
+    try:
+        return args.run(args)
+    except GenPerceptError as error:
+        print(f"genpercept: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("genpercept: interrupted; finished files are kept, none is half-written", file=sys.stderr)
+        return 130

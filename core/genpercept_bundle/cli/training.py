@@ -1,0 +1,108 @@
+"""Commands that make data and models: ``make-data``, ``train-vae``, ``train``, ``train-default``."""
+
+from pathlib import Path
+
+from ..tasks import task_with_truth
+from .options import parse_size
+
+
+def add_commands(commands):
+    data = commands.add_parser("make-data", help="render the synthetic training/test dataset")
+    data.add_argument("out", type=Path)
+    data.add_argument("--train", type=int, default=2400, help="training scenes")
+    data.add_argument("--test", type=int, default=120, help="held-out test scenes")
+    data.add_argument("--size", default="256x192", help="WIDTHxHEIGHT")
+    data.add_argument("--seed", type=int, default=0)
+    data.add_argument("--workers", type=int, default=2)
+    data.set_defaults(run=run_make_data)
+
+    vae = commands.add_parser("train-vae", help="train a VAE from scratch (reconstruction of photos and maps)")
+    _add_training_options(vae, 600, 1e-3)
+    vae.set_defaults(run=run_train)
+    unet = commands.add_parser("train", help="train or fine-tune a task UNet with GenPercept's recipe")
+    _add_training_options(unet, 30000, 3e-5)
+    unet.add_argument("--task", required=True, help="depth, normal, matte or dis (any task with ground truth)")
+    unet.add_argument("--vae", type=Path, required=True, help="frozen VAE folder (e.g. MODEL/vae)")
+    unet.add_argument("--init", type=Path, default=None,
+                      help="UNet folder to fine-tune (e.g. a GenPercept unet_depth_v2); default: the small config from scratch")
+    unet.add_argument("--embedding-model", type=Path, default=None,
+                      help="model folder holding the empty-text embedding and settings (default: the VAE's parent)")
+    unet.add_argument("--lora-rank", type=int, default=0, help="train LoRA adapters of this rank instead of all weights")
+    unet.add_argument("--latent-steps", type=int, default=0,
+                      help="the first N of --steps regress the encoded target latent (cheap: no decoder pass), "
+                           "the rest use the pixel-space losses")
+    unet.add_argument("--augmented-copies", type=int, default=0,
+                      help="also train the latent stage on N randomly cropped, mirrored and recoloured copies of "
+                           "every scene (encoded once at the start)")
+    unet.set_defaults(run=run_train)
+
+    default = commands.add_parser("train-default", help="reproduce the embedded default model (data, VAE, UNets, export)")
+    default.add_argument("--workdir", type=Path, default=Path("training_runs/default"))
+    default.add_argument("--export-to", type=Path, default=None, help="default: the package's default_model/")
+    default.add_argument("--workers", type=int, default=2)
+    default.add_argument("--scale", type=float, default=1.0, help="< 1 shortens every stage (smoke runs)")
+    default.set_defaults(run=run_train_default)
+
+
+def _add_training_options(command, steps, lr):
+    command.add_argument("dataset", type=Path, help="dataset folder (see docs/training.md, 'Dataset layout')")
+    command.add_argument("--out", type=Path, required=True, help="run / model folder")
+    command.add_argument("--steps", type=int, default=steps)
+    command.add_argument("--batch-size", type=int, default=8)
+    command.add_argument("--grad-accumulation", type=int, default=1)
+    command.add_argument("--lr", type=float, default=lr)
+    command.add_argument("--warmup", type=int, default=100)
+    command.add_argument("--final-lr-fraction", type=float, default=0.01,
+                         help="the learning rate decays exponentially to this fraction of --lr")
+    command.add_argument("--size", default="192x144", help="training WIDTHxHEIGHT")
+    command.add_argument("--checkpoint-every", type=int, default=200)
+    command.add_argument("--device", default="cpu")
+    command.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"],
+                         help="autocast dtype of the forward pass")
+    command.add_argument("--seed", type=int, default=2024)
+    command.add_argument("--no-resume", action="store_true", help="start over even if a checkpoint exists")
+    command.add_argument("--ema-decay", type=float, default=0.0,
+                         help="save an exponential moving average of the weights (e.g. 0.999); 0 = the last step's")
+    command.add_argument("--scenes", type=int, default=None, help="train on the first N scenes only")
+
+
+def run_make_data(args) -> int:
+    from ..data.dataset import generate_dataset
+
+    generate_dataset(args.out, {"train": args.train, "test": args.test}, args.seed, parse_size(args.size), args.workers)
+    print(f"wrote {args.out}")
+    return 0
+
+
+def run_train(args) -> int:
+    width, height = parse_size(args.size)
+    if args.command == "train":
+        task_with_truth(args.task, "train")
+    from ..training.config import TrainConfig
+
+    config = TrainConfig(steps=args.steps, batch_size=args.batch_size, grad_accumulation=args.grad_accumulation,
+                         lr=args.lr, warmup=args.warmup, final_lr_fraction=args.final_lr_fraction, width=width,
+                         height=height, seed=args.seed,
+                         checkpoint_every=args.checkpoint_every, device=args.device, dtype=args.dtype,
+                         lora_rank=getattr(args, "lora_rank", 0), latent_steps=getattr(args, "latent_steps", 0),
+                         augmented_copies=getattr(args, "augmented_copies", 0),
+                         ema_decay=args.ema_decay)
+    if args.command == "train-vae":
+        from ..training.vae import train_vae
+
+        result = train_vae(args.dataset, args.out, config, resume=not args.no_resume, scenes=args.scenes)
+    else:
+        from ..training.unet import train_unet
+
+        result = train_unet(args.dataset, args.task, args.vae, args.out, config, init_unet=args.init,
+                            embedding_model=args.embedding_model, resume=not args.no_resume, scenes=args.scenes)
+    print(f"wrote {result}")
+    return 0
+
+
+def run_train_default(args) -> int:
+    from ..training.recipe import build_default_model
+
+    kwargs = {"export_to": args.export_to} if args.export_to else {}
+    print(f"wrote {build_default_model(args.workdir, workers=args.workers, scale=args.scale, **kwargs)}")
+    return 0

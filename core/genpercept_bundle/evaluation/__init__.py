@@ -1,0 +1,1 @@
+"""Scoring a model on a dataset: the metrics of each task and simple baselines."""

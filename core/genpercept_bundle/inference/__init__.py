@@ -1,0 +1,1 @@
+"""From photo to maps: pre/post-processing, the method seam (encode -> perceive -> decode), the predictor."""

@@ -1,0 +1,254 @@
+"""The predictor: loads a model folder once and turns uint8 photos into maps of any of its tasks.
+
+Per chunk of images: resize and normalise (processing.py) -> the method's encode -> perceive ->
+decode (method.py) -> finish at the input size -> average with the mirrored photo where asked.
+"""
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from diffusers import AutoencoderKL, UNet2DConditionModel
+
+from ..conventions import normals_from_raw
+from ..errors import GenPerceptError
+from ..models.embedding import resolve_embedding
+from ..models.folders import ModelFolder, open_model_folder
+from ..models.weights import load_model
+from ..tasks import TASKS, Task, get_task
+from .devices import pick_device, pick_dtype
+from .method import OneStepPerceiver
+from .processing import average_with_mirrored, check_processing_size, finish_prediction, normalise_rgb, resize_rgb
+from .provenance import versions, weights_sha256
+
+
+def as_rgb_batch(images) -> torch.Tensor:
+    """uint8 RGB as [H,W,3] / [B,H,W,3] numpy, [B,3,H,W] torch, or a list of same-size [H,W,3] -> uint8 [B,3,H,W]."""
+    if isinstance(images, (list, tuple)):
+        if not images:
+            raise GenPerceptError("no images given")
+        if len({np.asarray(i).shape for i in images}) != 1:
+            raise GenPerceptError("images in one batch must share a size; predict them one by one")
+        images = np.stack([np.asarray(i) for i in images])
+    if isinstance(images, np.ndarray) and images.ndim in (3, 4):
+        images = torch.from_numpy(images[None] if images.ndim == 3 else images).permute(0, 3, 1, 2)
+    if not isinstance(images, torch.Tensor) or images.ndim != 4 or images.shape[1] != 3:
+        shape = list(images.shape) if hasattr(images, "shape") else type(images).__name__
+        raise GenPerceptError(f"expected RGB images as [B,3,H,W] uint8 (or [H,W,3] arrays), got {shape}")
+    if images.dtype != torch.uint8:
+        raise GenPerceptError(f"expected uint8 RGB values 0-255, got {images.dtype}; convert with (x * 255).round()")
+    if images.shape[0] == 0:
+        raise GenPerceptError("the image batch is empty")
+    return images.contiguous()
+
+
+@dataclass
+class Prediction:
+    """One task's output for a batch.
+
+    ``raw``: float32 in [0,1], [B,H,W] (scalar tasks) or [B,H,W,3], exactly the
+    reference pipeline's output. ``maps``: the same in the documented
+    convention (unit vectors for normals; identical to ``raw`` otherwise). With flip
+    averaging ``raw`` is the mean of that output and the mirrored photo's, mirrored back.
+    """
+
+    task: str
+    raw: np.ndarray
+    provenance: dict = field(default_factory=dict)
+    maps: np.ndarray = field(init=False, repr=False)
+
+    def __post_init__(self):
+        self.maps = normals_from_raw(self.raw) if self.task == "normal" else self.raw
+
+
+@dataclass
+class LoadedTask:
+    unet: UNet2DConditionModel
+    embedding: torch.Tensor  # [1,N,D]
+    info: dict  # the UNet folder's name and where the embedding came from, for provenance
+
+
+class GenPerceptPredictor:
+    """Loads a model folder once and predicts any of its tasks.
+
+    >>> predictor = GenPerceptPredictor.from_pretrained(None, tasks=["depth"])  # embedded default
+    >>> depth = predictor.predict(rgb_uint8_hw3, task="depth").maps[0]         # [H,W], 0 = near
+    """
+
+    def __init__(self, model: ModelFolder, device="auto", dtype="float32", vae=None, text_encoder=None):
+        self.model = model
+        self.device = pick_device(device)
+        self.dtype = pick_dtype(dtype, self.device)
+        self.vae_folder = Path(vae) if vae else model.path / "vae"
+        self.text_encoder = text_encoder
+        self.vae = load_model(AutoencoderKL, self.vae_folder, self.dtype, self.device)
+        self.method = OneStepPerceiver(self.vae, model.settings.timestep)
+        self._tasks: dict[str, LoadedTask] = {}
+        self._hashes: dict[Path, str] = {}
+
+    @classmethod
+    def from_pretrained(cls, model=None, tasks=("depth",), device="auto", dtype="float32", vae=None,
+                        text_encoder=None, allow_download=True, download_root=None):
+        """``model``: a folder in the released layout, a hub repo id, or None for the embedded default."""
+        wanted = [get_task(t) for t in tasks]
+        folder = open_model_folder(model, wanted, allow_download, download_root)
+        predictor = cls(folder, device, dtype, vae, text_encoder)
+        for task in wanted:
+            predictor.load_task(task.name)
+        return predictor
+
+    def processing_resolution(self, task, requested: int | None = None) -> int:
+        """The longest side ``task`` is processed at: ``requested`` if given (0 = native), else the model's default
+        (768 for the release; the embedded model works at the size each task was trained at)."""
+        return self.model.settings.processing_resolution(task) if requested is None else requested
+
+    @property
+    def tasks(self) -> list[str]:
+        return self.model.available_tasks(TASKS.values())
+
+    @property
+    def loaded_tasks(self) -> list[str]:
+        return sorted(self._tasks)
+
+    def load_task(self, name: str) -> LoadedTask:
+        """Load (once) the UNet and empty-text embedding of a task."""
+        task = get_task(name)
+        if task.name not in self._tasks:
+            folder = self.model.unet_folder(task)
+            unet = load_model(UNet2DConditionModel, folder, self.dtype, self.device)
+            kind = self.model.embedding_kind(task)
+            embedding, origin = resolve_embedding(self.model.path, kind, unet.config.cross_attention_dim, self.text_encoder)
+            info = {"unet": folder.name, "embedding": f"{kind} {list(embedding.shape)} from {origin}"}
+            self._tasks[task.name] = LoadedTask(unet, embedding.to(self.device, self.dtype), info)
+        return self._tasks[task.name]
+
+    def modules(self) -> torch.nn.ModuleDict:
+        """The VAE and every loaded UNet in one module, for hosts that manage devices (ComfyUI's ModelPatcher)."""
+        return torch.nn.ModuleDict({"vae": self.vae, **{f"unet_{name}": t.unet for name, t in self._tasks.items()}})
+
+    def to(self, device) -> "GenPerceptPredictor":
+        """Move weights and embeddings to ``device`` (a no-op for what is already there)."""
+        self.device = torch.device(device)
+        self.modules().to(self.device)
+        for loaded in self._tasks.values():
+            loaded.embedding = loaded.embedding.to(self.device)
+        return self
+
+    @property
+    def flip_average_tasks(self) -> list[str]:
+        """The tasks this model averages with the mirrored photo unless told otherwise."""
+        return list(self.model.settings.flip_average_tasks)
+
+    def averages_with_mirror(self, task, flip_average=None) -> bool:
+        """Whether ``predict`` averages ``task`` with the mirrored photo, given its ``flip_average`` argument."""
+        task = get_task(task)
+        wanted = task.name in self.flip_average_tasks if flip_average is None else bool(flip_average)
+        return wanted and task.mirror is not None
+
+    def predict(self, images, task="depth", processing_res=None, batch_size=1, on_progress=None,
+                flip_average=None) -> Prediction:
+        """Predict ``task`` for uint8 RGB ``images`` (see ``as_rgb_batch``), ``batch_size`` at a time.
+
+        ``processing_res``: longest side the model sees (None: the model's default for
+        the task, see ``processing_resolution``; 0: native size). Outputs are always at the input size.
+        ``flip_average``: also predict the mirrored photo and average the two (twice the
+        time, steadier maps); None: the model's default (``flip_average_tasks``: every
+        task for the embedded model, nothing for released checkpoints, whose
+        reference pipeline does not do it).
+        ``on_progress(done, total)`` is called after each chunk; raising in it stops the run.
+        """
+        return self.predict_tasks(images, [task], processing_res, batch_size, on_progress,
+                                  flip_average)[get_task(task).name]
+
+    @torch.inference_mode()
+    def predict_tasks(self, images, tasks, processing_res=None, batch_size=1, on_progress=None,
+                      flip_average=None) -> dict[str, Prediction]:
+        """``predict`` for several tasks at once: each image is encoded by the VAE once per processing
+        resolution and shared by the tasks processed at it."""
+        # 1. Check inputs
+        tasks = [get_task(task) for task in dict.fromkeys(tasks)]
+        rgb = as_rgb_batch(images)  # [B,3,H,W] uint8
+        resolutions = self._check_inputs(rgb, tasks, processing_res, batch_size, flip_average)
+        averaged = {task.name: self.averages_with_mirror(task, flip_average) for task in tasks}
+        for task in tasks:
+            self.load_task(task.name)
+
+        # 2. Run chunk by chunk
+        outputs = {task.name: [] for task in tasks}
+        for start in range(0, rgb.shape[0], batch_size):
+            for name, maps in self._predict_chunk(rgb[start:start + batch_size], tasks, resolutions, averaged).items():
+                outputs[name].append(maps)
+            if on_progress is not None:
+                on_progress(min(start + batch_size, rgb.shape[0]), rgb.shape[0])
+
+        # 3. Collect per task, with what made them
+        predictions = {}
+        for task in tasks:
+            prediction = torch.cat(outputs[task.name])  # [B,C,H,W] in [0,1]
+            raw = prediction[:, 0] if task.channels == 1 else prediction.permute(0, 2, 3, 1)
+            provenance = self._provenance(task, resolutions[task.name], averaged[task.name])
+            predictions[task.name] = Prediction(task.name, raw.numpy().astype(np.float32), provenance)
+        return predictions
+
+    def _check_inputs(self, rgb, tasks: list[Task], processing_res, batch_size, flip_average) -> dict[str, int]:
+        """Every problem up front, before any weights are touched; returns each task's processing resolution."""
+        if batch_size < 1:
+            raise GenPerceptError(f"batch size must be at least 1, got {batch_size}")
+        resolutions = {task.name: self.processing_resolution(task, processing_res) for task in tasks}
+        for resolution in set(resolutions.values()):
+            check_processing_size(*rgb.shape[-2:], resolution)
+        if flip_average and any(task.mirror is None for task in tasks):
+            names = ", ".join(task.name for task in tasks if task.mirror is None)
+            raise GenPerceptError(f"{names} maps are colour codes that cannot be averaged; predict with flip averaging off")
+        return resolutions
+
+    def _predict_chunk(self, chunk, tasks, resolutions, averaged) -> dict[str, torch.Tensor]:
+        """Maps [b,C,H,W] in [0,1] of each task for one chunk; a mirrored view is a second pass (not a doubled
+        batch: the same peak memory)."""
+        views = [chunk, chunk.flip(-1)] if any(averaged.values()) else [chunk]
+        maps = {task.name: [] for task in tasks}
+        for view in views:
+            for resolution in dict.fromkeys(resolutions.values()):
+                wanted = [task for task in tasks
+                          if resolutions[task.name] == resolution and (view is chunk or averaged[task.name])]
+                if not wanted:
+                    continue
+                image = normalise_rgb(resize_rgb(view, resolution), self.dtype).to(self.device)  # [b,3,h,w]
+                rgb_latent = self.method.encode(image)  # [b,4,h/8,w/8]
+                for task in wanted:
+                    loaded = self._tasks[task.name]
+                    target_latent = self.method.perceive(loaded.unet, rgb_latent, loaded.embedding)
+                    decoded = self.method.decode(target_latent)  # [b,3,h',w']
+                    maps[task.name].append(finish_prediction(decoded, task.channels, tuple(chunk.shape[-2:])).cpu())
+        finished = {}
+        for task in tasks:
+            own, *mirrored = maps[task.name]
+            finished[task.name] = average_with_mirrored(own, mirrored[0], task) if mirrored else own
+        return finished
+
+    def _hash(self, folder: Path) -> str:
+        if folder not in self._hashes:
+            self._hashes[folder] = weights_sha256(folder)
+        return self._hashes[folder]
+
+    def _provenance(self, task: Task, processing_res: int, flip_average: bool) -> dict:
+        loaded = self._tasks[task.name]
+        return {
+            "task": task.name,
+            "meaning": task.meaning,
+            "model": self.model.source,
+            "unet": loaded.info["unet"],
+            "unet_sha256": self._hash(self.model.unet_folder(task)),
+            "vae": str(self.vae_folder) if self.vae_folder != self.model.path / "vae" else "vae",
+            "vae_sha256": self._hash(self.vae_folder),
+            "embedding": loaded.info["embedding"],
+            "processing_res": processing_res,
+            "flip_average": flip_average,
+            "resample": "bilinear antialias (uint8 in, float out)",
+            "timestep": self.method.timestep,
+            "dtype": str(self.dtype).removeprefix("torch."),
+            "device": str(self.device),
+            "attention": type(next(iter(loaded.unet.attn_processors.values()), None)).__name__,
+            "versions": versions(),
+        }

@@ -1,0 +1,70 @@
+"""Model weights on disk: safetensors only (single file or shards), loaded strictly; never a pickle."""
+
+from pathlib import Path
+
+import torch
+from diffusers import UNet2DConditionModel
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from ..errors import GenPerceptError
+from .folders import PICKLE_SUFFIXES, SHARD_INDEX_NAME, WEIGHTS_NAME, read_json
+
+
+def load_state_dict(folder: Path) -> dict[str, torch.Tensor]:
+    """All tensors of a diffusers model folder, from safetensors (single file or shards) only."""
+    single, index = folder / WEIGHTS_NAME, folder / SHARD_INDEX_NAME
+    if single.is_file():
+        files = [single]
+    elif index.is_file():
+        files = sorted({folder / shard for shard in read_json(index)["weight_map"].values()})
+    else:
+        pickles = [p.name for p in folder.iterdir() if p.suffix in PICKLE_SUFFIXES] if folder.is_dir() else []
+        if pickles:
+            raise GenPerceptError(
+                f"{folder} holds only pickle weights ({', '.join(pickles)}), which are never loaded because "
+                "they can run code; convert them to safetensors (diffusers save_pretrained(..., safe_serialization=True))"
+            )
+        raise GenPerceptError(f"{folder} has no {WEIGHTS_NAME}")
+    state = {}
+    for file in files:
+        try:
+            state.update(load_file(file))
+        except (SafetensorError, OSError, ValueError) as exc:
+            raise GenPerceptError(f"{file} is not a valid safetensors file ({exc}); re-download it") from exc
+    return state
+
+
+def load_model(model_class, folder: Path, dtype: torch.dtype, device):
+    """Build ``model_class`` from ``folder/config.json`` and load its weights strictly."""
+    config_file = folder / "config.json"
+    if not config_file.is_file():
+        raise GenPerceptError(f"{folder} has no config.json; is it a diffusers {model_class.__name__} folder?")
+    config = read_json(config_file)
+    declared = config.get("_class_name", model_class.__name__)
+    if declared != model_class.__name__:
+        raise GenPerceptError(f"{config_file} describes a {declared}, expected a {model_class.__name__}")
+    if model_class is UNet2DConditionModel and (config.get("in_channels"), config.get("out_channels")) != (4, 4):
+        raise GenPerceptError(
+            f"{folder} is a UNet with {config.get('in_channels')} input channels; GenPercept UNets take the "
+            "4-channel RGB latent only (Marigold-style 8-channel checkpoints are a different method)"
+        )
+    state = {name: t.to(dtype) if t.is_floating_point() else t for name, t in load_state_dict(folder).items()}
+    with torch.device("meta"):
+        model = model_class.from_config(config)
+    try:
+        model.load_state_dict(state, strict=True, assign=True)
+    except RuntimeError as exc:
+        summary = str(exc).split("\n")[1].strip() if "\n" in str(exc) else str(exc)
+        raise GenPerceptError(f"weights in {folder} do not match its config.json: {summary[:300]}") from exc
+    return model.to(device).eval().requires_grad_(False)
+
+
+def save_model(model, folder: Path, dtype: torch.dtype = torch.float32) -> Path:
+    """Write ``model`` as config.json + diffusion_pytorch_model.safetensors (the released layout)."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    model.save_config(folder)
+    state = {name: t.detach().to(dtype).contiguous().cpu() for name, t in model.state_dict().items()}
+    save_file(state, folder / WEIGHTS_NAME, metadata={"format": "pt"})
+    return folder

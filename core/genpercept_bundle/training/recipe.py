@@ -1,0 +1,157 @@
+"""The recipe of the embedded default model: ``genpercept train-default`` runs it end to end.
+
+1. render the synthetic dataset (train / test splits);
+2. train the small VAE on photos and maps (reconstruction);
+3. fix the empty-text embedding (a seeded random [1,2,64] constant: the small
+   model has no text encoder; the UNet learns around it);
+4. train the depth, normal and matte UNets with GenPercept's recipe, after a
+   cheaper latent-regression stage (see ``TrainConfig.latent_steps``); the
+   photos are encoded once for all three; with ``workers`` > 1 the tasks train
+   side by side, one thread each (on 2 cores that is ~1.3x the throughput of
+   one process with two threads);
+5. continue the depth UNet at the dataset's native 256x192 (``native_resolution``): the
+   stage above works at 192x144, 1.8x cheaper a step, but depth loses detail there;
+6. export to ``default_model/`` in the released layout, weights in fp16 (as the
+   release's VAE), with ``genpercept_bundle.json`` holding the settings.
+
+Every stage is resumable: rerunning the command continues where it stopped.
+"""
+
+import json
+import os
+import shutil
+from dataclasses import asdict, replace
+from pathlib import Path
+
+import torch
+from diffusers import AutoencoderKL, UNet2DConditionModel
+
+from ..allocator import keep_freed_memory
+from ..data.dataset import generate_dataset
+from ..models.architectures import SMALL_UNET
+from ..models.embedding import CACHE_NAME, load_cached_embeddings, save_embedding_cache
+from ..models.folders import DEFAULT_MODEL_DIR
+from ..models.settings import SETTINGS_NAME, ModelSettings
+from ..models.weights import load_model, save_model
+from ..tasks import DEFAULT_TASKS, get_task
+from .config import TrainConfig
+from .latents import photo_latents
+from .targets import TrainingSet
+from .unet import train_unet
+from .vae import train_vae
+
+RECIPE = {
+    "data": {"train": 4800, "test": 480, "size": (256, 192), "seed": 0},
+    "vae": TrainConfig(steps=2000, batch_size=8, lr=1e-3, warmup=50, final_lr_fraction=0.05),
+    "vae_scenes": 2400,  # reconstruction needs less variety than perception: the first half of the scenes
+    # no augmented copies: with 2 of them depth AbsRel went 0.100 -> 0.103 on 120 held-out scenes and 0.149 -> 0.162
+    # on the real RGB-D frames; matte MSE 0.0108 -> 0.0115 on those scenes, 0.0134 -> 0.0116 on 120 others
+    "unet": {task: TrainConfig(steps=latent + 300, latent_steps=latent, batch_size=8, lr=1e-3, warmup=100,
+                               final_lr_fraction=0.05, ema_decay=0.999)
+             for task, latent in (("depth", 23000), ("normal", 7000), ("matte", 13000))},
+    # then continued at the photos' own 256x192, which depth needs: the ground truth alone, taken to 192x144 and back,
+    # scores AbsRel 0.011; test split 0.094 -> 0.083 (lr 3e-4 instead: 0.083, real RGB-D frames 0.160 against 0.155)
+    "native_resolution": {"depth": TrainConfig(steps=4300, latent_steps=4000, batch_size=8, lr=1e-3, warmup=100,
+                                               final_lr_fraction=0.05, ema_decay=0.999, width=256, height=192)},
+    "processing_resolution": 192,  # each task is processed at the size of its last stage
+    # averaged with the mirrored photo by default (120 held-out scenes: normals 16.3 -> 15.5 deg, matte MSE 0.0134 ->
+    # 0.0108; depth after the native-resolution stage, test split: 0.083 -> 0.079, real RGB-D frames 0.155 -> 0.147)
+    "flip_average_tasks": ["depth", "normal", "matte"],
+}
+
+
+def build_default_model(workdir: Path, export_to: Path = DEFAULT_MODEL_DIR, workers: int = 2, scale: float = 1.0,
+                        log=print) -> Path:
+    """Run the whole recipe in ``workdir``; ``scale`` < 1 shortens every stage (for smoke tests)."""
+    workdir = Path(workdir)
+    data_recipe = RECIPE["data"]
+    splits = {s: max(4, int(data_recipe[s] * scale)) for s in ("train", "test")}
+    data = generate_dataset(workdir / "data", splits, data_recipe["seed"], data_recipe["size"], workers)
+    model = workdir / "model"
+
+    def scaled(config):
+        return replace(config, steps=max(2, int(config.steps * scale)), warmup=max(1, int(config.warmup * scale)),
+                       latent_steps=int(config.latent_steps * scale))
+
+    vae_scenes = max(4, int(RECIPE["vae_scenes"] * scale))
+    if not (model / "vae").is_dir():
+        train_vae(data, model, scaled(RECIPE["vae"]), scenes=vae_scenes, log=log)
+    if "v2" not in load_cached_embeddings(model):
+        generator = torch.Generator().manual_seed(2024)
+        save_embedding_cache(model, {"v2": torch.randn(1, 2, SMALL_UNET["cross_attention_dim"], generator=generator)})
+    _train_task_unets(data, model, {task: scaled(config) for task, config in RECIPE["unet"].items()}, workers, log)
+    native = workdir / "native_resolution"
+    for task, config in RECIPE["native_resolution"].items():
+        folder = get_task(task).unet_folders[0]
+        if not (native / folder).is_dir():
+            train_unet(data, task, model / "vae", native, scaled(config), init_unet=model / folder, log=log)
+    recipe = {"data": {**data_recipe, **splits}, "vae": asdict(scaled(RECIPE["vae"])), "vae_scenes": vae_scenes,
+              "unet": {task: asdict(scaled(config)) for task, config in RECIPE["unet"].items()},
+              "native_resolution": {task: asdict(scaled(config))
+                                    for task, config in RECIPE["native_resolution"].items()}}
+    settings = ModelSettings(default_processing_resolution=RECIPE["processing_resolution"],
+                             processing_resolution_by_task={task: max(config.width, config.height)
+                                                            for task, config in RECIPE["native_resolution"].items()},
+                             flip_average_tasks=tuple(RECIPE["flip_average_tasks"]), recipe=recipe)
+    (model / SETTINGS_NAME).write_text(json.dumps(settings.to_dict(), indent=2))
+    return export_model(model, export_to, later_stages=[native])
+
+
+def _train_task_unets(data: Path, model: Path, configs: dict[str, TrainConfig], workers: int, log):
+    """The task UNets not trained yet, side by side in ``workers`` processes (one thread each), longest first so
+    the workers finish together. The photos' latents are encoded once, before the workers start."""
+    missing = [task for task in DEFAULT_TASKS if not (model / get_task(task).unet_folders[0]).is_dir()]
+    missing.sort(key=lambda task: -configs[task].steps)
+    jobs = [(data, task, model, configs[task], line) for line, task in enumerate(missing)]
+    if missing:
+        config = configs[missing[0]]
+        photos = TrainingSet(data, "train", [], config.width, config.height)
+        log(f"photos: encoding the {len(photos)} training photos and their mirror images once, for the UNets")
+        vae = load_model(AutoencoderKL, model / "vae", torch.float32, "cpu")
+        photo_latents(vae, model / "vae", photos, model / "checkpoint", torch.device(config.device))
+    if workers > 1 and len(jobs) > 1:
+        from multiprocessing import get_context
+
+        with get_context("spawn").Pool(min(workers, len(jobs)), _start_task_worker, (workers,)) as pool:
+            for finished in pool.imap_unordered(_train_task, jobs):
+                log(f"wrote {finished}")
+    else:
+        for job in jobs:
+            _train_task(job, log)
+
+
+def _start_task_worker(workers: int):
+    keep_freed_memory()  # a spawned worker starts with the allocator's defaults
+    torch.set_num_threads(max(1, (os.cpu_count() or 1) // workers))
+
+
+def _log_from_worker(message: str):
+    print(message, flush=True)  # a worker's stdout is block-buffered when redirected: show progress as it happens
+
+
+def _train_task(job, log=_log_from_worker) -> Path:
+    data, task, model, config, progress_line = job
+    return train_unet(data, task, model / "vae", model, config, log=log, progress_line=progress_line)
+
+
+def export_model(model: Path, target: Path, later_stages=()) -> Path:
+    """Copy a trained model folder to ``target`` in the released layout with fp16 weights; a task's UNet
+    comes from the last of ``later_stages`` (run folders) that trained it, if any."""
+    target = Path(target)
+    staging = target.with_name(target.name + ".staging")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    save_model(load_model(AutoencoderKL, model / "vae", torch.float32, "cpu"), staging / "vae", torch.float16)
+    for task in DEFAULT_TASKS:
+        folder = get_task(task).unet_folders[0]
+        source = next((stage / folder for stage in reversed(later_stages) if (stage / folder).is_dir()), model / folder)
+        unet = load_model(UNet2DConditionModel, source, torch.float32, "cpu")
+        save_model(unet, staging / folder, torch.float16)
+    for name in (CACHE_NAME, SETTINGS_NAME):
+        shutil.copy(model / name, staging / name)
+    (staging / "model_index.json").write_text(json.dumps(
+        {"_class_name": "GenPerceptPipeline", "unet": ["diffusers", "UNet2DConditionModel"],
+         "vae": ["diffusers", "AutoencoderKL"]}, indent=2))
+    shutil.rmtree(target, ignore_errors=True)
+    staging.rename(target)
+    return target

@@ -1,0 +1,142 @@
+"""End to end in a real ComfyUI server on 127.0.0.1: the pack loads and the example workflows run.
+
+Set GENPERCEPT_COMFYUI_DIR to a ComfyUI checkout (and GENPERCEPT_COMFYUI_PYTHON to a Python that has
+ComfyUI's requirements plus this pack's requirements.txt); skipped otherwise.
+"""
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from genpercept_bundle.map_files import read_map
+
+COMFYUI = os.environ.get("GENPERCEPT_COMFYUI_DIR")
+PYTHON = os.environ.get("GENPERCEPT_COMFYUI_PYTHON", sys.executable)
+REPO = Path(__file__).resolve().parents[2]
+NODE_IDS = {"GenPerceptModelLoader", "GenPerceptDownloadModel", "GenPerceptDepth", "GenPerceptNormals",
+            "GenPerceptMatte", "GenPerceptSaveMaps"}
+NEEDS_NO_EXTERNAL_MODEL = ["genpercept_matte_composite", "genpercept_maps_for_blender"]
+
+pytestmark = pytest.mark.skipif(not COMFYUI, reason="set GENPERCEPT_COMFYUI_DIR to a ComfyUI checkout to run")
+
+
+def _free_port():
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _get(url):
+    with urllib.request.urlopen(url, timeout=30) as response:
+        return json.loads(response.read())
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    base = tmp_path_factory.mktemp("comfyui")
+    for folder in ("custom_nodes", "input", "output", "user"):
+        (base / folder).mkdir()
+    (base / "custom_nodes" / "genpercept-bundle").symlink_to(REPO)
+    shutil.copy(REPO / "examples" / "photo.jpg", base / "input" / "genpercept_example.jpg")
+    config = base / "extra_model_paths.yaml"
+    config.write_text(f"genpercept_e2e:\n  base_path: {base}\n  custom_nodes: custom_nodes/\n")
+    port = _free_port()
+    log = open(base / "server.log", "w")
+    process = subprocess.Popen(
+        [PYTHON, "main.py", "--cpu", "--listen", "127.0.0.1", "--port", str(port), "--disable-auto-launch",
+         "--input-directory", str(base / "input"), "--output-directory", str(base / "output"),
+         "--user-directory", str(base / "user"), "--extra-model-paths-config", str(config)],
+        cwd=COMFYUI, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(240):
+            try:
+                _get(f"{url}/system_stats")
+                break
+            except OSError:
+                if process.poll() is not None:
+                    pytest.fail(f"ComfyUI exited: {(base / 'server.log').read_text()[-3000:]}")
+                time.sleep(0.5)
+        else:
+            pytest.fail("ComfyUI did not start within 120 s")
+        yield url, base
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+        log.close()
+
+
+def _run(url, workflow, timeout=600):
+    request = urllib.request.Request(f"{url}/prompt", data=json.dumps({"prompt": workflow}).encode(),
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=30) as response:
+        prompt_id = json.loads(response.read())["prompt_id"]
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        history = _get(f"{url}/history/{prompt_id}")
+        if prompt_id in history and history[prompt_id].get("status", {}).get("completed") is not None:
+            return history[prompt_id]
+        time.sleep(0.5)
+    pytest.fail(f"workflow did not finish in {timeout} s")
+
+
+def test_pack_loads_with_every_node(server):
+    url, base = server
+    info = _get(f"{url}/object_info")
+    assert NODE_IDS <= set(info)
+    for node in NODE_IDS:
+        for name, spec in {**info[node]["input"].get("required", {}), **info[node]["input"].get("optional", {})}.items():
+            assert spec[1].get("tooltip"), f"{node}.{name} has no tooltip"
+    log = (base / "server.log").read_text().splitlines()
+    assert not [line for line in log if "IMPORT FAILED" in line and "genpercept" in line.lower()]
+    assert any("genpercept-bundle" in line for line in log if "seconds" in line)  # listed in ComfyUI's import times
+
+
+@pytest.mark.parametrize("name", NEEDS_NO_EXTERNAL_MODEL)
+def test_example_workflow_runs(server, name):
+    url, base = server
+    workflow = json.loads((REPO / "workflows" / "api" / f"{name}.json").read_text())
+    result = _run(url, workflow)
+    assert result["status"]["status_str"] == "success", json.dumps(result["status"])[:2000]
+    width, height = Image.open(REPO / "examples" / "photo.jpg").size
+    output = base / "output" / "genpercept"
+    if name == "genpercept_matte_composite":
+        composite = np.asarray(Image.open(next(output.glob("composite_*.png"))))
+        alpha = np.asarray(Image.open(next(output.glob("alpha_*.png"))))
+        assert composite.shape == (height, width, 3) and alpha.shape[:2] == (height, width)
+        assert alpha.max() > alpha.min()  # a real matte, not a constant
+    else:
+        depth = read_map(output / "blender" / "photo_00000_depth.exr")
+        normals = read_map(output / "blender" / "photo_00000_normal.exr")
+        assert depth.shape == (height, width) and normals.shape == (height, width, 3)
+        np.testing.assert_allclose(np.linalg.norm(normals, axis=-1), 1.0, atol=1e-4)
+        assert json.loads((output / "blender" / "photo_00000_depth.json").read_text())["task"] == "depth"
+
+
+def test_controlnet_workflow_only_lacks_its_external_models(server):
+    """Without an SD1.5 checkpoint and a depth ControlNet, only their loaders fail validation; ComfyUI still
+    runs the parts that validate (the depth preview)."""
+    url, _ = server
+    workflow = json.loads((REPO / "workflows" / "api" / "genpercept_depth_controlnet.json").read_text())
+    request = urllib.request.Request(f"{url}/prompt", data=json.dumps({"prompt": workflow}).encode(),
+                                     headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            answer = json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        answer = json.loads(error.read())
+    failing = {workflow[node]["class_type"] for node in answer.get("node_errors", {})}
+    if not failing:
+        pytest.skip("the SD1.5 checkpoint and depth ControlNet are installed; nothing to check here")
+    assert failing == {"CheckpointLoaderSimple", "ControlNetLoader"}, answer["node_errors"]
