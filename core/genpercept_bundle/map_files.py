@@ -26,7 +26,7 @@ from .atomic_files import atomic_path, write_json
 from .conventions import (NORMAL_CONVENTIONS, colorize_depth, near_bright, normals_from_raw, normals_to_rgb,
                           unit_normals)
 from .errors import GenPerceptError
-from .tasks import get_task
+from .tasks import DEFAULT_TASKS, get_task
 
 FORMATS = ("png16", "exr", "npy")
 SUFFIXES = {"png16": ".png", "exr": ".exr", "npy": ".npy"}
@@ -51,7 +51,7 @@ def file_values(task: str, format: str, convention: str = "opengl", raw: bool = 
     task = get_task(task)
     if raw:
         return "raw network output in [0,1]"
-    if task.name == "normal":
+    if task.unit_vectors:
         if format == "png16":
             up = "down (DirectX)" if convention == "directx" else "up (OpenGL)"
             return f"(n + 1) / 2 per channel, R = +X right, G = +Y {up}, B = +Z toward viewer"
@@ -63,7 +63,7 @@ def file_encoding(task: str, values: np.ndarray, format: str, convention: str = 
     """Maps in the documented convention as a ``format`` file stores them: normals colour-encoded in PNG."""
     if convention not in NORMAL_CONVENTIONS:
         raise GenPerceptError(f"normal convention must be one of {', '.join(NORMAL_CONVENTIONS)}, got {convention!r}")
-    if get_task(task).name == "normal" and format == "png16":
+    if get_task(task).unit_vectors and format == "png16":
         return normals_to_rgb(values, convention)
     return values
 
@@ -183,7 +183,7 @@ def read_map(path: Path, task: str | None = None, pixels=read_pixels) -> np.ndar
         data = data[..., :3]
     if not np.isfinite(data).all():
         raise GenPerceptError(f"{path.name} contains NaN or infinite values")
-    if task.name == "normal":
+    if task.unit_vectors:
         return _normals_from_file(path, data)
     return data
 
@@ -205,7 +205,7 @@ def _sidecar_convention(path: Path) -> str:
         return "opengl"
 
 
-def find_maps(photo: Path, tasks=("depth", "normal", "matte")) -> dict[str, Path]:
+def find_maps(photo: Path, tasks=DEFAULT_TASKS) -> dict[str, Path]:
     """The maps saved for ``photo`` beside it (<stem>_<task>.exr, .npy, then .png), by task."""
     photo = Path(photo)
     found = {}

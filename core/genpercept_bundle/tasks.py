@@ -31,6 +31,9 @@ class Task:
     target: str | None = None
     loss: str | None = None  # training/losses.py LOSSES
     metrics: str | None = None  # evaluation/metrics.py METRICS
+    # The map holds unit vectors (the network's [0, 1] output -> normalise(2p - 1)), colour-encoded as (n + 1) / 2 in
+    # image files and previews, with a convention for the green channel.
+    unit_vectors: bool = False
     # map_files previews: "depth" (turbo colours + a ControlNet near-bright map), "normal" (colour encoded),
     # "grey" (the values as they are)
     preview: str = "grey"
@@ -42,7 +45,8 @@ TASKS: dict[str, Task] = {
         Task("depth", ("unet_depth_v2",), 1, "relative depth, 0 = near, 1 = far", truth="depth",
              target="relative_depth", loss="depth", metrics="depth", preview="depth"),
         Task("normal", ("unet_normal_v2",), 3, "camera-space unit normals, +X right, +Y up, +Z toward the viewer",
-             "normal", truth="normal", target="unit_vectors", loss="angular", metrics="normal", preview="normal"),
+             "normal", truth="normal", target="unit_vectors", loss="angular", metrics="normal", unit_vectors=True,
+             preview="normal"),
         Task("matte", ("unet_matting_v2", "unet_matting_v1"), 1, "alpha, 0 = background, 1 = foreground",
              truth="alpha", target="fraction", loss="mse", metrics="matte"),
         Task("dis", ("unet_dis_v2", "unet_dis_v1"), 1, "dichotomous segmentation mask, soft, 1 = object",

@@ -1,13 +1,10 @@
-"""Metric and loss functions on hand-computed cases."""
-
-import math
+"""Metric functions on hand-computed cases."""
 
 import numpy as np
 import pytest
-import torch
 
 from genpercept_bundle.evaluation.scoring import baseline_depth
-from genpercept_bundle.evaluation.metrics import align_scale_shift, depth_metrics, matte_metrics, normal_metrics
+from genpercept_bundle.evaluation.metrics import align_scale_shift, depth_metrics, mask_metrics, matte_metrics, normal_metrics
 
 
 def test_alignment_recovers_an_affine_map():
@@ -62,3 +59,11 @@ def test_baselines():
     assert np.all(baseline_depth("constant", 3, 4) == 0.5)
     gradient = baseline_depth("vertical_gradient", 3, 2)
     np.testing.assert_allclose(gradient[:, 0], [1.0, 0.5, 0.0])  # far at the top
+
+
+def test_mask_metrics_by_hand():
+    truth = np.array([[1.0, 1.0], [0.0, 0.0]])
+    prediction = np.array([[0.9, 0.2], [0.6, 0.0]])
+    metrics = mask_metrics(prediction, truth)
+    assert metrics["mae"] == pytest.approx((0.1 + 0.8 + 0.6 + 0.0) / 4)
+    assert metrics["iou"] == pytest.approx(1 / 3)  # predicted {(0,0), (1,0)}, true {(0,0), (0,1)}

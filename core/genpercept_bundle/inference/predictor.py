@@ -59,7 +59,7 @@ class Prediction:
     maps: np.ndarray = field(init=False, repr=False)
 
     def __post_init__(self):
-        self.maps = normals_from_raw(self.raw) if self.task == "normal" else self.raw
+        self.maps = normals_from_raw(self.raw) if get_task(self.task).unit_vectors else self.raw
 
 
 @dataclass

@@ -40,22 +40,20 @@ from .targets import TrainingSet
 from .unet import train_unet
 from .vae import train_vae
 
+# Every choice below was measured; the numbers are in docs/experiments.md.
 RECIPE = {
     "data": {"train": 4800, "test": 480, "size": (256, 192), "seed": 0},
     "vae": TrainConfig(steps=2000, batch_size=8, lr=1e-3, warmup=50, final_lr_fraction=0.05),
     "vae_scenes": 2400,  # reconstruction needs less variety than perception: the first half of the scenes
-    # no augmented copies: with 2 of them depth AbsRel went 0.100 -> 0.103 on 120 held-out scenes and 0.149 -> 0.162
-    # on the real RGB-D frames; matte MSE 0.0108 -> 0.0115 on those scenes, 0.0134 -> 0.0116 on 120 others
+    # no augmented copies: they made depth worse on held-out scenes and on real RGB-D frames
     "unet": {task: TrainConfig(steps=latent + 300, latent_steps=latent, batch_size=8, lr=1e-3, warmup=100,
                                final_lr_fraction=0.05, ema_decay=0.999)
              for task, latent in (("depth", 23000), ("normal", 7000), ("matte", 13000))},
-    # then continued at the photos' own 256x192, which depth needs: the ground truth alone, taken to 192x144 and back,
-    # scores AbsRel 0.011; test split 0.094 -> 0.083 (lr 3e-4 instead: 0.083, real RGB-D frames 0.160 against 0.155)
+    # then depth continues at the photos' own 256x192: at 192x144 it loses detail that the ground truth itself has
     "native_resolution": {"depth": TrainConfig(steps=4300, latent_steps=4000, batch_size=8, lr=1e-3, warmup=100,
                                                final_lr_fraction=0.05, ema_decay=0.999, width=256, height=192)},
     "processing_resolution": 192,  # each task is processed at the size of its last stage
-    # averaged with the mirrored photo by default (120 held-out scenes: normals 16.3 -> 15.5 deg, matte MSE 0.0134 ->
-    # 0.0108; depth after the native-resolution stage, test split: 0.083 -> 0.079, real RGB-D frames 0.155 -> 0.147)
+    # averaged with the mirrored photo by default: every task's error drops on held-out scenes
     "flip_average_tasks": ["depth", "normal", "matte"],
 }
 
