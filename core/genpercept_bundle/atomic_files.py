@@ -10,13 +10,15 @@ import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
+PARTIAL_PREFIX = ".partial-"  # temporary names: a process killed outright (SIGKILL) can leave one behind
+
 
 @contextmanager
 def atomic_path(path: Path):
     """Yield a temporary path next to ``path`` (same suffix); move it into place only on success."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=path.suffix)
+    handle, temp = tempfile.mkstemp(dir=path.parent, prefix=f"{PARTIAL_PREFIX}{path.stem}.", suffix=path.suffix)
     os.close(handle)
     try:
         yield Path(temp)
@@ -33,3 +35,12 @@ def write_json(path: Path, payload: dict) -> Path:
     with atomic_path(path) as temp:
         temp.write_text(json.dumps(payload, indent=2))
     return path
+
+
+def remove_partial_files(folder: Path) -> int:
+    """Delete the temporary files that killed writers left in ``folder``; returns how many. Only for a folder no
+    other process is writing to (``batch`` holds a lock on its output folder)."""
+    leftovers = list(Path(folder).glob(f"{PARTIAL_PREFIX}*")) if Path(folder).is_dir() else []
+    for leftover in leftovers:
+        leftover.unlink(missing_ok=True)
+    return len(leftovers)

@@ -51,26 +51,27 @@ def to_rgb8(image: Image.Image, name="image") -> np.ndarray:
     raise GenPerceptError(f"{name} has pixel mode {image.mode!r}, which is not supported; save it as 8-bit RGB")
 
 
-def list_inputs(patterns) -> list[Path]:
-    """Expand files, folders (their images, sorted) and glob patterns; GenPerceptError if nothing is found."""
+def list_inputs(patterns, suffixes=IMAGE_SUFFIXES, kind="images") -> list[Path]:
+    """Expand files, folders (their files with ``suffixes``, sorted) and glob patterns; GenPerceptError if nothing
+    is found. ``kind`` names the files in messages."""
     import glob
 
     found = []
     for pattern in patterns:
         path = Path(pattern).expanduser()
         if path.is_dir():
-            found += sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+            found += sorted(p for p in path.iterdir() if p.suffix.lower() in suffixes and p.is_file())
         elif path.is_file():
             found.append(path)
         elif glob.has_magic(str(pattern)):
             matches = sorted(Path(p) for p in glob.glob(str(path), recursive=True))
-            matches = [p for p in matches if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES]
+            matches = [p for p in matches if p.is_file() and p.suffix.lower() in suffixes]
             if not matches:
-                raise GenPerceptError(f"no images match {pattern!r}")
+                raise GenPerceptError(f"no {kind} match {pattern!r}")
             found += matches
         else:
             raise GenPerceptError(f"input {pattern!r} does not exist")
     unique = list(dict.fromkeys(p.resolve() for p in found))
     if not unique:
-        raise GenPerceptError("no input images found (folders are searched for " + ", ".join(sorted(IMAGE_SUFFIXES)) + ")")
+        raise GenPerceptError(f"no input {kind} found (folders are searched for " + ", ".join(sorted(suffixes)) + ")")
     return unique

@@ -84,6 +84,38 @@ def save_maps(folder: Path, stem: str, task: str, maps: np.ndarray, format: str,
     return written
 
 
+def save_prediction(folder: Path, stem: str, source: str, prediction, format: str, convention: str = "opengl",
+                    raw: bool = False, previews: bool = True, index: int = 0) -> list[Path]:
+    """``save_maps`` for item ``index`` of a predictor's ``Prediction`` of the photo ``source``: what ``genpercept
+    predict`` and ``genpercept batch`` write for every image."""
+    return save_maps(folder, stem, prediction.task, prediction.maps[index], format,
+                     {"source": str(source), **prediction.provenance}, convention,
+                     raw=prediction.raw[index] if raw else None, previews=previews)
+
+
+def maps_complete(folder: Path, stem: str, tasks) -> bool:
+    """Whether every task's maps of ``stem`` are saved: its sidecar (written last) and every file it lists exist."""
+    for task in tasks:
+        sidecar = Path(folder) / f"{stem}_{get_task(task).name}.json"
+        try:
+            files = json.loads(sidecar.read_text())["files"]
+        except (OSError, ValueError, KeyError, TypeError):
+            return False
+        if not all((Path(folder) / name).is_file() for name in files):
+            return False
+    return True
+
+
+def check_unique_stems(named):
+    """GenPerceptError if two of ``named`` ((stem, what it is) pairs) would write the same output names."""
+    seen = {}
+    for stem, what in named:
+        if stem in seen:
+            raise GenPerceptError(f"{seen[stem]} and {what} would write the same output names ({stem}_*); rename one "
+                                  "or write them into separate output folders")
+        seen[stem] = what
+
+
 def write_previews(folder: Path, stem: str, task: str, maps: np.ndarray, convention: str = "opengl",
                    metadata: dict | None = None) -> list[Path]:
     """8-bit preview PNGs of a map in the documented convention (see the module doc for their names)."""

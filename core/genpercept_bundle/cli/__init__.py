@@ -5,6 +5,7 @@ Importing it loads no torch: a command imports what it needs when it runs, so us
 """
 
 import argparse
+import signal
 import sys
 
 from ..allocator import keep_freed_memory
@@ -26,6 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     keep_freed_memory()
+    previous = signal.signal(signal.SIGTERM, _stop)
     try:
         return args.run(args)
     except GenPerceptError as error:
@@ -34,3 +36,9 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("genpercept: interrupted; finished files are kept, none is half-written", file=sys.stderr)
         return 130
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _stop(signum, frame):
+    raise KeyboardInterrupt  # a terminated run cleans up as an interrupted one: temporary files removed, Ray stopped

@@ -3,8 +3,42 @@
 import argparse
 
 from ..choices import FLIP_AVERAGE_CHOICES, processing_resolution_choice
+from ..conventions import NORMAL_CONVENTIONS
 from ..errors import GenPerceptError
+from ..map_files import FORMATS
 from ..tasks import DEFAULT_TASKS, TASKS
+
+
+def add_prediction_options(command):
+    """What to predict and how to write it: the options of predict and batch."""
+    add_task_option(command)
+    command.add_argument("--model", default=None,
+                         help="model folder in the GenPercept layout or Hugging Face repo id (default: the embedded model)")
+    command.add_argument("--format", choices=FORMATS, default="png16", help="map file format (default: png16)")
+    add_processing_resolution_option(command)
+    command.add_argument("--batch-size", type=int, default=1,
+                         help="images per forward pass (consecutive images of one size; default 1)")
+    add_flip_average_option(command)
+    command.add_argument("--normal-convention", choices=NORMAL_CONVENTIONS, default="opengl",
+                         help="green-channel convention of normal colour encodings (png16 and previews)")
+    command.add_argument("--raw", action="store_true",
+                         help="write the network's raw [0,1] output instead of the documented convention")
+    command.add_argument("--no-preview", action="store_true", help="skip the 8-bit preview PNGs")
+    command.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
+    command.add_argument("--dtype", default="float32", help="float32 (default) or float16 (GPU only)")
+    command.add_argument("--vae", default=None, help="use this VAE folder instead of the model's vae/")
+    command.add_argument("--text-encoder", default=None,
+                         help="folder with text_encoder/ + tokenizer/ to compute the empty-text embedding once")
+    command.add_argument("--offline", action="store_true", help="never download; use local files only")
+
+
+def batch_options(args):
+    """The BatchOptions of parsed prediction options."""
+    from ..batch.job import BatchOptions
+
+    return BatchOptions(args.out, tuple(args.task), args.model, args.format, args.processing_res,
+                        FLIP_AVERAGE_CHOICES[args.flip_average], args.normal_convention, args.raw, not args.no_preview,
+                        args.batch_size, args.device, args.dtype, args.vae, args.text_encoder, not args.offline)
 
 
 def add_task_option(command):

@@ -11,6 +11,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from .config import TrainConfig, lr_factor
+from .distributed import Processes
 
 
 def save_state(folder: Path, model: torch.nn.Module, optimizer, step: int, extra: dict,
@@ -99,15 +100,17 @@ def autocast(config: TrainConfig):
 
 
 def optimise(name: str, model, optimizer, config: TrainConfig, batch_loss, checkpoint_dir: Path, resume: bool, log,
-             progress_line: int = 0):
+             progress_line: int = 0, processes: Processes | None = None):
     """The shared loop: resume, schedule, gradient accumulation and clipping, progress bar with the loss,
     checkpoints, weight averaging. Leaves the weights to save in ``model``.
 
     ``batch_loss(generator, step)`` draws a batch and returns its loss tensor. ``progress_line``: the terminal
-    line of the progress bar, so runs in parallel processes each keep their own.
+    line of the progress bar, so runs in parallel processes each keep their own. ``processes``: several training
+    processes (distributed.py); the main one writes the checkpoints.
     """
     from tqdm import tqdm
 
+    processes = processes or Processes()
     average = WeightAverage(model, config.ema_decay) if config.ema_decay else None
     start = 0
     if resume and (checkpoint_dir / "state.json").is_file():
@@ -116,9 +119,9 @@ def optimise(name: str, model, optimizer, config: TrainConfig, batch_loss, check
 
     generator = torch.Generator().manual_seed(config.seed + start)
     trainable = [p for p in model.parameters() if p.requires_grad]
-    progress = tqdm(range(start, config.steps), initial=start, total=config.steps, desc=f"train {name}", disable=None,
-                    position=progress_line)
-    started, recent, history = time.perf_counter(), [], _history(checkpoint_dir, start)
+    progress = tqdm(range(start, config.steps), initial=start, total=config.steps, desc=f"train {name}",
+                    disable=None if processes.is_main else True, position=progress_line)
+    started, history = time.perf_counter(), _history(checkpoint_dir, start)
     for step in progress:
         for group in optimizer.param_groups:
             group["lr"] = config.lr * lr_factor(step, config)
@@ -133,13 +136,15 @@ def optimise(name: str, model, optimizer, config: TrainConfig, batch_loss, check
             if step == stage_start > 0:
                 average.restart()
             average.update(step - stage_start)
-        recent = (recent + [loss.item()])[-50:]
-        history.append(loss.item())
+        history.append(processes.mean(loss))
+        recent = history[-50:]
         progress.set_postfix(loss=f"{np.mean(recent):.4f}")
         if (step + 1) % config.checkpoint_every == 0 or step + 1 == config.steps:
-            save_state(checkpoint_dir, model, optimizer, step + 1, {"config": asdict(config), "history": history},
-                       average)
-            if progress.disable:
+            if processes.is_main:
+                save_state(checkpoint_dir, model, optimizer, step + 1,
+                           {"config": asdict(config), "history": history, "processes": processes.count}, average)
+            processes.wait()
+            if progress.disable and processes.is_main:
                 log(f"{name}: step {step + 1}/{config.steps} loss {np.mean(recent):.4f} "
                     f"({time.perf_counter() - started:.0f} s)")
     if average is not None:

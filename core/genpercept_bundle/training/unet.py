@@ -28,6 +28,7 @@ from ..models.settings import ModelSettings
 from ..models.weights import load_model, save_model
 from ..tasks import task_with_truth
 from .config import TrainConfig
+from .distributed import Processes
 from .latents import augmented_latents, encode_latents, photo_latents
 from .loop import autocast, optimise, saved_step
 from .losses import task_loss
@@ -45,7 +46,8 @@ def train_unet(dataset, task: str, vae_folder, out: Path, config: TrainConfig, i
     """
     task = task_with_truth(task, "train")
     out = Path(out)
-    device = torch.device(config.device)
+    processes = Processes(config.device)
+    device = processes.device(config.device)
     torch.manual_seed(config.seed)
     vae = load_model(AutoencoderKL, Path(vae_folder), torch.float32, device)
     unet = _trainable_unet(config, init_unet, architecture, device)
@@ -55,16 +57,22 @@ def train_unet(dataset, task: str, vae_folder, out: Path, config: TrainConfig, i
 
     data = TrainingSet(dataset, "train", [task.name], config.width, config.height, limit=scenes)
     log(f"{task.name}: {len(data)} training samples at {config.width}x{config.height}")
-    latents = photo_latents(vae, vae_folder, data, out / "checkpoint", device)  # photos, mirrored: [N,4,h,w] each
+    with processes.main_first():  # the main process encodes and caches, the others read the cache
+        latents = photo_latents(vae, vae_folder, data, out / "checkpoint", device)  # photos, mirrored: [N,4,h,w]
     checkpoint_dir = out / "checkpoint" / task.name
     target_latents = None
     if not resume or saved_step(checkpoint_dir) < config.latent_steps:
         target_latents = _target_latents(dataset, task, vae, data, config, device, log)
-    batch_loss = _batch_loss(task, method, unet, embedding.to(device), data, latents, target_latents, config)
+    batch_loss = _batch_loss(task, method, processes.prepare(unet), embedding.to(device), data, latents,
+                             target_latents, config, processes)
     optimizer = torch.optim.Adam([p for p in unet.parameters() if p.requires_grad], lr=config.lr)
-    optimise(task.name, unet, optimizer, config, batch_loss, checkpoint_dir, resume, log, progress_line)
+    optimise(task.name, unet, optimizer, config, batch_loss, checkpoint_dir, resume, log, progress_line, processes)
     final = unet.merge_and_unload() if config.lora_rank else unet
-    return save_model(final.eval(), out / task.unet_folders[0])
+    folder = out / task.unet_folders[0]
+    if processes.is_main:
+        save_model(final.eval(), folder)
+    processes.wait()
+    return folder
 
 
 def _trainable_unet(config: TrainConfig, init_unet, architecture: str, device):
@@ -96,9 +104,10 @@ def _target_latents(dataset, task, vae, data: TrainingSet, config: TrainConfig, 
     return encoded
 
 
-def _batch_loss(task, method, unet, embedding, data: TrainingSet, latents, target_latents, config: TrainConfig):
-    """``batch_loss(generator, step)`` for ``optimise``: a random batch, half of it mirrored; the latent stage's MSE
-    on the target latent, then the task's loss on the decoded map."""
+def _batch_loss(task, method, unet, embedding, data: TrainingSet, latents, target_latents, config: TrainConfig,
+                processes: Processes):
+    """``batch_loss(generator, step)`` for ``optimise``: a random batch, half of it mirrored (this process's share of
+    it); the latent stage's MSE on the target latent, then the task's loss on the decoded map."""
     photos, mirrored = latents
     targets, masks = data.targets[task.name], data.masks[task.name]
     device = embedding.device
@@ -106,13 +115,16 @@ def _batch_loss(task, method, unet, embedding, data: TrainingSet, latents, targe
     def batch_loss(generator, step):
         index = torch.randint(0, len(data), (config.batch_size,), generator=generator)
         flip = torch.rand(config.batch_size, generator=generator) < 0.5
+        copy = torch.randint(0, config.augmented_copies + 1, (config.batch_size,), generator=generator) \
+            if config.augmented_copies and step < config.latent_steps else None
+        index, flip = processes.share(index), processes.share(flip)
         rgb_latent = torch.where(flip[:, None, None, None], mirrored[index], photos[index])
         in_latent_stage = step < config.latent_steps
         if in_latent_stage:
             truth = torch.where(flip[:, None, None, None], target_latents["mirrored"][index],
                                 target_latents["targets"][index])
-            if config.augmented_copies:
-                copy = torch.randint(0, config.augmented_copies + 1, (config.batch_size,), generator=generator)
+            if copy is not None:
+                copy = processes.share(copy)
                 pick = (copy > 0)[:, None, None, None]  # copy 0: the scene itself
                 pool = (copy - 1).clamp(min=0) * len(data) + index
                 rgb_latent = torch.where(pick, target_latents["copy_photos"][pool], rgb_latent)

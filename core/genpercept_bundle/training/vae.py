@@ -7,11 +7,13 @@ import torch
 import torch.nn.functional as F
 from diffusers import AutoencoderKL
 
+from ..errors import GenPerceptError
 from ..inference.processing import normalise_rgb
 from ..models.architectures import ARCHITECTURES
 from ..models.weights import save_model
 from ..tasks import DEFAULT_TASKS, get_task
 from .config import TrainConfig
+from .distributed import Processes
 from .loop import autocast, optimise
 from .targets import TrainingSet
 
@@ -26,6 +28,9 @@ def train_vae(dataset, out: Path, config: TrainConfig, architecture="small", kl_
               scenes: int | None = None, log=print) -> Path:
     """Train a VAE from scratch on photos and maps (of the first ``scenes`` scenes, default all); writes
     ``out/vae`` with a fitted scaling_factor."""
+    if Processes(config.device).count > 1:
+        raise GenPerceptError("train-vae runs in one process; launch it without accelerate (only `train` runs on "
+                              "several processes)")
     out = Path(out)
     device = torch.device(config.device)
     torch.manual_seed(config.seed)
