@@ -5,6 +5,7 @@ Conventions (the bundle's): depth [H,W] in [0,1] with 0 = near; normals [H,W,3] 
 """
 
 import os
+import shutil
 import subprocess
 import tempfile
 
@@ -76,8 +77,18 @@ def bundle_in_process() -> bool:
 _PREDICTORS = {}
 
 
-def predict_in_process(photo: str, tasks, model: str = "") -> dict:
-    from genpercept_bundle import GenPerceptError, GenPerceptPredictor, load_image
+class Cancelled(Exception):
+    """The user pressed Esc."""
+
+
+def predict_in_process(photo: str, tasks, model: str = "", cancel=None) -> dict:
+    """Maps of ``photo`` by the bundle inside Blender; ``cancel`` (a threading.Event) stops it between network
+    blocks, so Esc takes effect within a block's time."""
+    from genpercept_bundle import GenPerceptPredictor, load_image
+
+    def check_interrupt():
+        if cancel is not None and cancel.is_set():
+            raise Cancelled()
 
     try:
         key = (model or None, tuple(tasks))
@@ -86,7 +97,8 @@ def predict_in_process(photo: str, tasks, model: str = "") -> dict:
             _PREDICTORS[key] = GenPerceptPredictor.from_pretrained(model or None, list(tasks), device="auto")
         predictor = _PREDICTORS[key]
         rgb = load_image(photo)
-        return {task: prediction.maps[0] for task, prediction in predictor.predict_tasks(rgb, tasks).items()}
+        predictions = predictor.predict_tasks(rgb, tasks, check_interrupt=check_interrupt)
+        return {task: prediction.maps[0] for task, prediction in predictions.items()}
     except GenPerceptError as error:
         raise MapError(str(error)) from error
 
@@ -108,12 +120,17 @@ def start_external(python: str, photo: str, tasks, model: str = ""):
 
 
 def finish_external(process, out_dir: str, photo: str, tasks) -> dict:
-    _, errors = process.communicate()
-    if process.returncode != 0:
-        reason = [line for line in errors.strip().splitlines() if "error" in line.lower()] or errors.strip().splitlines()
-        raise MapError(f"the predictor failed: {reason[-1] if reason else 'exit code ' + str(process.returncode)}")
-    stem = os.path.splitext(os.path.basename(photo))[0]
-    return {task: load_map(map_path(out_dir, stem, task, "npy"), task) for task in tasks}
+    """The maps the external predictor wrote (its temporary folder is removed, whatever happened)."""
+    try:
+        _, errors = process.communicate()
+        if process.returncode != 0:
+            reason = ([line for line in errors.strip().splitlines() if "error" in line.lower()]
+                      or errors.strip().splitlines())
+            raise MapError(f"the predictor failed: {reason[-1] if reason else 'exit code ' + str(process.returncode)}")
+        stem = os.path.splitext(os.path.basename(photo))[0]
+        return {task: load_map(map_path(out_dir, stem, task, "npy"), task) for task in tasks}
+    finally:
+        shutil.rmtree(out_dir, ignore_errors=True)
 
 
 def check_external_python(python: str) -> str:

@@ -1,6 +1,7 @@
 """Operators, the sidebar panel, settings and preferences of the GenPercept Relief add-on."""
 
 import os
+import shutil
 import threading
 
 import bpy
@@ -78,6 +79,7 @@ class PredictionJob:
     def __init__(self, photo, tasks, model, python):
         self.photo, self.tasks, self.result, self.error = photo, tasks, None, None
         self.process = None
+        self.cancelled = threading.Event()
         if python or not maps.bundle_in_process():
             self.process, self.out_dir = maps.start_external(python, photo, tasks, model)
         else:
@@ -86,7 +88,7 @@ class PredictionJob:
 
     def _run_in_process(self, model):
         try:
-            self.result = maps.predict_in_process(self.photo, self.tasks, model)
+            self.result = maps.predict_in_process(self.photo, self.tasks, model, self.cancelled)
         except Exception as error:  # reported in Blender's UI by the operator
             self.error = error
 
@@ -102,8 +104,14 @@ class PredictionJob:
         return self.result
 
     def cancel(self):
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
+        """Stop the prediction: the external process is terminated (its temporary folder removed); in-process,
+        the predictor stops at its next network block."""
+        self.cancelled.set()
+        if self.process:
+            if self.process.poll() is None:
+                self.process.terminate()
+            self.process.wait()
+            shutil.rmtree(self.out_dir, ignore_errors=True)
 
 
 class GENPERCEPT_OT_build_relief(bpy.types.Operator):

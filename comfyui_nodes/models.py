@@ -35,9 +35,12 @@ def list_models(search_paths) -> list[str]:
 
 
 def resolve_model(choice: str, search_paths):
-    """The folder of a ``list_models`` choice (None for the embedded model)."""
+    """The folder of a ``list_models`` choice (None for the embedded model): a sub-folder of a search path, never a
+    path that leads out of one (a workflow's value is data)."""
     if choice == EMBEDDED:
         return None
+    if os.path.basename(os.path.normpath(choice)) != choice or choice in (".", ".."):
+        raise GenPerceptError(f"model {choice!r} must be the name of a folder in models/genpercept, not a path")
     for root in search_paths:
         folder = os.path.join(root, choice)
         if os.path.isdir(folder):

@@ -6,10 +6,9 @@ import folder_paths
 from comfy_api.latest import ComfyExtension, io
 
 from genpercept_bundle import GenPerceptError
-from genpercept_bundle.choices import FLIP_AVERAGE_CHOICES, MODEL_DEFAULT
+from genpercept_bundle.choices import FLIP_AVERAGE_CHOICES, MAX_PROCESSING_RESOLUTION, MODEL_DEFAULT
 from genpercept_bundle.conventions import NORMAL_CONVENTIONS
 from genpercept_bundle.map_files import FORMATS
-from genpercept_bundle.models.settings import MAX_RESOLUTION
 from genpercept_bundle.tasks import DEFAULT_TASKS
 
 from . import operations
@@ -120,7 +119,7 @@ def _prediction_inputs():
     return [
         ModelType.Input("model", tooltip="From GenPercept Model Loader."),
         io.Image.Input("image", tooltip="RGB image batch (video frames welcome)."),
-        io.Int.Input("processing_resolution", default=MODEL_DEFAULT, min=MODEL_DEFAULT, max=MAX_RESOLUTION,
+        io.Int.Input("processing_resolution", default=MODEL_DEFAULT, min=MODEL_DEFAULT, max=MAX_PROCESSING_RESOLUTION,
                      tooltip=RESOLUTION_TOOLTIP),
         io.Int.Input("batch_size", default=1, min=1, max=64, tooltip=BATCH_TOOLTIP),
     ]
@@ -134,7 +133,7 @@ def _prediction_schema(node_id, display_name, description, options, outputs):
 
 def _predict(task, model, image, processing_resolution, batch_size, flip_average):
     return _run(operations.predict, model, image, task, processing_resolution, batch_size, _progress(image.shape[0]),
-                flip_average)
+                flip_average, comfy.model_management.throw_exception_if_processing_interrupted)
 
 
 class GenPerceptDepth(io.ComfyNode):
@@ -206,6 +205,15 @@ class GenPerceptSaveMaps(io.ComfyNode):
                                            "png16: 16-bit, normals encoded (n + 1) / 2. npy: float32 arrays.")],
             outputs=[], is_output_node=True,
         )
+
+    @classmethod
+    def validate_inputs(cls, filename_prefix, format):
+        """Checked before the graph runs, so a bad prefix costs no inference."""
+        try:
+            operations.output_prefix(folder_paths.get_output_directory(), filename_prefix)
+        except GenPerceptError as error:
+            return f"GenPercept: {error}"
+        return True if format in FORMATS else f"GenPercept: format must be one of {', '.join(FORMATS)}"
 
     @classmethod
     def execute(cls, maps, filename_prefix, format):

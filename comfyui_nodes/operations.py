@@ -47,13 +47,14 @@ def images_to_rgb8(images: torch.Tensor) -> torch.Tensor:
 
 
 def predict(model, images: torch.Tensor, task: str, processing_resolution: int = -1, batch_size: int = 1,
-            on_progress=None, flip_average: str = "auto") -> Maps:
+            on_progress=None, flip_average: str = "auto", check_interrupt=None) -> Maps:
     """Run one task over an IMAGE batch, ``batch_size`` images at a time; maps come back at the input size.
 
     ``processing_resolution``: longest side the model sees; -1 = the model's own default, 0 = native size
     (``choices.processing_resolution_choice``).
     ``flip_average``: "on" also predicts the mirrored image and averages; "auto" = the model's default.
-    ``on_progress(done, total)`` is called after each chunk and may raise to interrupt.
+    ``on_progress(done, total)`` is called after each chunk and may raise to interrupt; ``check_interrupt()``
+    before every network block (ComfyUI's Cancel stops within a block, even inside one large image).
     """
     averaging = flip_average_choice(flip_average)
     predictor = model.ready(task)
@@ -61,7 +62,7 @@ def predict(model, images: torch.Tensor, task: str, processing_resolution: int =
     if images.ndim == 4:
         check_processing_size(images.shape[1], images.shape[2], resolution)  # before any big conversion
     rgb = images_to_rgb8(images)
-    prediction = predictor.predict(rgb, task, resolution, batch_size, on_progress, averaging)
+    prediction = predictor.predict(rgb, task, resolution, batch_size, on_progress, averaging, check_interrupt)
     return Maps(prediction.task, torch.from_numpy(prediction.maps.copy()), prediction.provenance)
 
 
@@ -95,14 +96,21 @@ def render_matte(maps: Maps, images: torch.Tensor) -> tuple[torch.Tensor, torch.
     return alpha, images[..., :3].float() * alpha[..., None]
 
 
-def save_maps(maps: Maps, output_root, filename_prefix: str, format: str) -> list[Path]:
-    """Write each map of the batch as <prefix>_<frame>_<task>.<ext> with its sidecar JSON, by the core's map-file
-    contract (the Blender add-on and ``find_maps`` read them); ``filename_prefix`` may hold sub-folders of
-    ``output_root`` but must stay inside it. Returns the map files."""
+def output_prefix(output_root, filename_prefix: str) -> Path:
+    """The path ``filename_prefix`` names under ``output_root``; GenPerceptError if it is empty or leads out of it.
+    The Save Maps node checks it before the graph runs."""
     root = Path(output_root).resolve()
     target = (root / filename_prefix).resolve()
     if not filename_prefix.strip() or root not in target.parents:
         raise GenPerceptError(f"filename prefix {filename_prefix!r} must name a file inside the output folder")
+    return target
+
+
+def save_maps(maps: Maps, output_root, filename_prefix: str, format: str) -> list[Path]:
+    """Write each map of the batch as <prefix>_<frame>_<task>.<ext> with its sidecar JSON, by the core's map-file
+    contract (the Blender add-on and ``find_maps`` read them); ``filename_prefix`` may hold sub-folders of
+    ``output_root`` but must stay inside it. Returns the map files."""
+    target = output_prefix(output_root, filename_prefix)
     written = []
     for index, values in enumerate(maps.values.numpy()):
         files = save_map_files(target.parent, f"{target.name}_{index:05d}", maps.task, values, format,

@@ -15,6 +15,7 @@ FLIP_AVERAGE_CHOICES = {"auto": None, "on": True, "off": False}
 # front ends whose widgets hold integers only).
 NATIVE = 0
 MODEL_DEFAULT = -1
+MAX_PROCESSING_RESOLUTION = 4096  # beyond this the VAE's activations need tens of GB
 
 
 def flip_average_choice(name: str) -> bool | None:

@@ -7,6 +7,7 @@ What every input becomes (documented in the README):
 - 16-bit images are scaled to 8 bit (the models were trained on 8-bit RGB).
 """
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -15,16 +16,43 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from .errors import GenPerceptError
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp", ".ppm", ".pgm", ".pnm", ".gif"}
-MAX_PIXELS = 16384 * 16384
+# The largest photo read (its maps are float32 at full size): 100 MP, about 10000x10000. Raise it with
+# --max-pixels or GENPERCEPT_MAX_PIXELS; Pillow's own decompression-bomb limit follows it.
+MAX_PIXELS = 100_000_000
 
 
-def load_image(path) -> np.ndarray:
-    """Read ``path`` as an RGB uint8 array [H,W,3]; GenPerceptError if it is not a readable image."""
-    path = Path(path)
+def max_pixels(requested: int | None = None) -> int:
+    """The pixel cap in force: ``requested``, else $GENPERCEPT_MAX_PIXELS, else MAX_PIXELS."""
+    import os
+
+    value = requested or os.environ.get("GENPERCEPT_MAX_PIXELS") or MAX_PIXELS
     try:
-        with Image.open(path) as image:
-            if image.width * image.height > MAX_PIXELS:
-                raise GenPerceptError(f"{path} is {image.width}x{image.height}, larger than this tool handles; downscale it first")
+        value = int(value)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise GenPerceptError(f"the pixel cap must be a positive number of pixels, got {requested or value!r}")
+    return value
+
+
+def check_pixel_count(width: int, height: int, name, cap: int):
+    if width * height > cap:
+        raise GenPerceptError(f"{name} is {width}x{height}, {width * height:,} pixels, more than the {cap:,} this run "
+                              f"reads; downscale it, or raise the cap with --max-pixels {width * height} (memory grows "
+                              "with the pixel count)")
+
+
+def load_image(path, pixel_cap: int | None = None) -> np.ndarray:
+    """Read ``path`` as an RGB uint8 array [H,W,3]; GenPerceptError if it is not a readable image or has more
+    pixels than ``pixel_cap`` (default: ``max_pixels()``)."""
+    path = Path(path)
+    cap = max_pixels(pixel_cap)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # the check below says it better
+            image = _open_with_pixel_limit(path, cap)
+        with image:
+            check_pixel_count(image.width, image.height, path, cap)
             image.load()
             image = ImageOps.exif_transpose(image)
             return to_rgb8(image, path)
@@ -32,8 +60,21 @@ def load_image(path) -> np.ndarray:
         raise
     except FileNotFoundError as exc:
         raise GenPerceptError(f"{path} does not exist") from exc
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+    except Image.DecompressionBombError as exc:
+        raise GenPerceptError(f"{path} has more than twice the {cap:,} pixels this run reads ({exc}); downscale it "
+                              "or raise the cap with --max-pixels") from exc
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise GenPerceptError(f"cannot read {path} as an image ({exc}); is it a corrupt or truncated file?") from exc
+
+
+def _open_with_pixel_limit(path: Path, cap: int) -> Image.Image:
+    """Image.open with Pillow's decompression-bomb limit at ``cap`` (it refuses twice that while reading the
+    header); Pillow's global setting is restored for the host application (ComfyUI, Blender)."""
+    previous, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, cap
+    try:
+        return Image.open(path)
+    finally:
+        Image.MAX_IMAGE_PIXELS = previous
 
 
 def to_rgb8(image: Image.Image, name="image") -> np.ndarray:

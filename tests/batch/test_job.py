@@ -87,7 +87,7 @@ def test_a_stopped_local_job_resumes_and_matches_predict(tmp_path):
 def test_failures_are_reported_and_the_job_goes_on(tmp_path):
     frames = write_frames(tmp_path / "frames", 2)
     (frames / "broken.png").write_bytes(b"not a png")
-    Image.fromarray(np.zeros((2, 300, 3), np.uint8)).save(frames / "sliver.png")  # too thin at processing res 64
+    Image.fromarray(np.zeros((10, 300, 3), np.uint8)).save(frames / "sliver.png")  # too thin at processing res 64
     summary = run_batch(list_frames([frames]), BatchOptions(tmp_path / "out", ("depth",), processing_res=64,
                                                              flip_average=False, previews=False), progress=False)
     assert summary.predicted == 2 and summary.skipped == 0

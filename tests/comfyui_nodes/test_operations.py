@@ -166,3 +166,16 @@ def test_model_folders_are_listed_and_resolved(tiny_model, tmp_path):
 def test_model_payload_outside_comfyui(model):
     assert isinstance(model, GenPerceptModel) and model.patcher is None
     assert model.tasks == ["depth", "matte", "normal"]
+
+
+@pytest.mark.parametrize("name", ["../outside", "/etc", "a/b", ".."])
+def test_a_model_name_cannot_leave_the_models_folder(tmp_path, name):
+    with pytest.raises(GenPerceptError, match="must be the name of a folder in models/genpercept"):
+        resolve_model(name, [str(tmp_path)])
+
+
+def test_the_save_prefix_is_checked_without_maps(tmp_path):
+    assert operations.output_prefix(tmp_path, "shots/take") == (tmp_path / "shots" / "take").resolve()
+    for prefix in ("../escape", "/abs/path", "  "):
+        with pytest.raises(GenPerceptError, match="inside the output folder"):
+            operations.output_prefix(tmp_path, prefix)

@@ -42,16 +42,19 @@ def list_frames(patterns) -> list[Frame]:
     return frames
 
 
-def load_frame(frame: Frame) -> np.ndarray:
-    """The frame as uint8 RGB [H,W,3]; GenPerceptError if it cannot be read."""
-    from ..images import load_image
+def load_frame(frame: Frame, pixel_cap: int | None = None) -> np.ndarray:
+    """The frame as uint8 RGB [H,W,3]; GenPerceptError if it cannot be read or has more pixels than ``pixel_cap``
+    (default: ``images.max_pixels()``)."""
+    from ..images import check_pixel_count, load_image, max_pixels
 
     if frame.index < 0:
-        return load_image(frame.path)
+        return load_image(frame.path, pixel_cap)
     import cv2
 
     video = cv2.VideoCapture(frame.path)
     try:
+        size = int(video.get(cv2.CAP_PROP_FRAME_WIDTH)), int(video.get(cv2.CAP_PROP_FRAME_HEIGHT))
+        check_pixel_count(*size, frame.source, max_pixels(pixel_cap))
         video.set(cv2.CAP_PROP_POS_FRAMES, frame.index)
         ok, bgr = video.read()
     finally:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..atomic_files import remove_partial_files
+from ..atomic_files import check_writable_folder, remove_partial_files
 from ..errors import GenPerceptError
 from ..map_files import maps_complete, save_prediction
 from ..tasks import DEFAULT_TASKS, get_task
@@ -41,6 +41,7 @@ class BatchOptions:
     vae: str | None = None
     text_encoder: str | None = None
     allow_download: bool = True
+    max_pixels: int | None = None  # the largest photo read (None: images.max_pixels())
 
     def __post_init__(self):
         object.__setattr__(self, "tasks", tuple(dict.fromkeys(get_task(t).name for t in self.tasks)))
@@ -104,12 +105,12 @@ class FramePredictor:
         return [""] * len(frames)
 
 
-def read_frames(frames: list[Frame]) -> tuple[list[Frame], list[np.ndarray], list[tuple[str, str]]]:
-    """Decode ``frames``: the readable ones with their images, and (source, reason) for the others."""
+def read_frames(frames: list[Frame], pixel_cap: int | None = None):
+    """Decode ``frames``: (the readable ones, their images, (source, reason) of the others)."""
     readable, images, failures = [], [], []
     for frame in frames:
         try:
-            images.append(load_frame(frame))
+            images.append(load_frame(frame, pixel_cap))
             readable.append(frame)
         except GenPerceptError as error:
             failures.append((frame.source, str(error)))
@@ -124,7 +125,7 @@ def predict_frames(frames: list[Frame], options: BatchOptions, progress=True, pr
     failures = []
     with tqdm(total=len(frames), unit="frame", desc="predicting", disable=None if progress else True) as bar:
         for start in range(0, len(frames), options.batch_size):
-            readable, images, unreadable = read_frames(frames[start:start + options.batch_size])
+            readable, images, unreadable = read_frames(frames[start:start + options.batch_size], options.max_pixels)
             for failure in unreadable:
                 bar.write(f"genpercept: skipped: {failure[1]}", file=sys.stderr)
             failures += unreadable
@@ -162,12 +163,7 @@ class output_folder_lock:
         self.folder = Path(folder)
 
     def __enter__(self):
-        try:
-            self.folder.mkdir(parents=True, exist_ok=True)
-            self.handle = open(self.folder / LOCK_NAME, "w")
-        except OSError as error:
-            raise GenPerceptError(f"cannot write to the output folder {self.folder} ({error.strerror}); "
-                                  "choose a folder you can write to") from error
+        self.handle = open(check_writable_folder(self.folder, create=True) / LOCK_NAME, "w")
         try:
             fcntl.flock(self.handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

@@ -14,9 +14,9 @@ from .frames import Frame
 from .job import BatchOptions, FramePredictor, read_frames
 
 
-def _decode(row: dict) -> dict:
+def _decode(row: dict, pixel_cap: int | None = None) -> dict:
     frame = Frame(str(row["stem"]), str(row["path"]), int(row["index"]))
-    readable, images, failures = read_frames([frame])
+    readable, images, failures = read_frames([frame], pixel_cap)
     row["image"] = images[0] if readable else np.zeros((0, 0, 3), np.uint8)
     row["error"] = failures[0][1] if failures else ""
     return row
@@ -59,7 +59,7 @@ def predict_frames_on_ray(frames: list[Frame], options: BatchOptions, address=No
         ray.data.DataContext.get_current().enable_progress_bars = False
         rows = [{"stem": frame.stem, "path": frame.path, "index": frame.index} for frame in frames]
         statuses = (ray.data.from_items(rows)
-                    .map(_decode, num_cpus=0.5)
+                    .map(_decode, num_cpus=0.5, fn_kwargs={"pixel_cap": options.max_pixels})
                     .map_batches(RayFramePredictor, compute=ActorPoolStrategy(size=workers), batch_size=options.batch_size,
                                  num_cpus=1, num_gpus=gpus_per_worker or None, batch_format="numpy",
                                  fn_constructor_kwargs={"options": options}))

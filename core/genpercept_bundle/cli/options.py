@@ -30,6 +30,9 @@ def add_prediction_options(command):
     command.add_argument("--text-encoder", default=None,
                          help="folder with text_encoder/ + tokenizer/ to compute the empty-text embedding once")
     command.add_argument("--offline", action="store_true", help="never download; use local files only")
+    command.add_argument("--max-pixels", type=int, default=None,
+                         help="the largest photo to read, in pixels (default: 100 MP, or $GENPERCEPT_MAX_PIXELS); "
+                              "memory grows with it")
 
 
 def batch_options(args):
@@ -38,7 +41,8 @@ def batch_options(args):
 
     return BatchOptions(args.out, tuple(args.task), args.model, args.format, args.processing_res,
                         FLIP_AVERAGE_CHOICES[args.flip_average], args.normal_convention, args.raw, not args.no_preview,
-                        args.batch_size, args.device, args.dtype, args.vae, args.text_encoder, not args.offline)
+                        args.batch_size, args.device, args.dtype, args.vae, args.text_encoder, not args.offline,
+                        args.max_pixels)
 
 
 def add_task_option(command):

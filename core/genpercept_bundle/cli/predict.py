@@ -32,6 +32,7 @@ def add_commands(commands):
 
 
 def run_predict(args) -> int:
+    from ..atomic_files import check_writable_folder
     from ..batch.job import predict_frames
     from ..batch.frames import Frame
     from ..images import list_inputs
@@ -39,6 +40,7 @@ def run_predict(args) -> int:
 
     inputs = list_inputs(args.inputs)
     check_unique_stems((path.stem, str(path)) for path in inputs)
+    check_writable_folder(args.out)
     failures = predict_frames([Frame(path.stem, str(path)) for path in inputs], batch_options(args))
     if failures:
         print(f"genpercept: error: {len(failures)} of {len(inputs)} images could not be read or predicted", file=sys.stderr)

@@ -4,6 +4,7 @@ Per chunk of images: resize and normalise (processing.py) -> the method's encode
 decode (method.py) -> finish at the input size -> average with the mirrored photo where asked.
 """
 
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,6 +24,9 @@ from .processing import average_with_mirrored, check_processing_size, finish_pre
 from .provenance import versions, weights_sha256
 
 
+MIN_SIDE = 8  # pixels: smaller photos hold nothing to perceive (a 1x1 image would be upscaled to a flat map)
+
+
 def as_rgb_batch(images) -> torch.Tensor:
     """uint8 RGB as [H,W,3] / [B,H,W,3] numpy, [B,3,H,W] torch, or a list of same-size [H,W,3] -> uint8 [B,3,H,W]."""
     if isinstance(images, (list, tuple)):
@@ -40,6 +44,9 @@ def as_rgb_batch(images) -> torch.Tensor:
         raise GenPerceptError(f"expected uint8 RGB values 0-255, got {images.dtype}; convert with (x * 255).round()")
     if images.shape[0] == 0:
         raise GenPerceptError("the image batch is empty")
+    if min(images.shape[-2:]) < MIN_SIDE:
+        raise GenPerceptError(f"the image is {images.shape[-1]}x{images.shape[-2]} pixels; the model needs at least "
+                              f"{MIN_SIDE}x{MIN_SIDE}")
     return images.contiguous()
 
 
@@ -147,7 +154,7 @@ class GenPerceptPredictor:
         return wanted and task.mirror is not None
 
     def predict(self, images, task="depth", processing_res=None, batch_size=1, on_progress=None,
-                flip_average=None) -> Prediction:
+                flip_average=None, check_interrupt=None) -> Prediction:
         """Predict ``task`` for uint8 RGB ``images`` (see ``as_rgb_batch``), ``batch_size`` at a time.
 
         ``processing_res``: longest side the model sees (None: the model's default for
@@ -157,13 +164,15 @@ class GenPerceptPredictor:
         task for the embedded model, nothing for released checkpoints, whose
         reference pipeline does not do it).
         ``on_progress(done, total)`` is called after each chunk; raising in it stops the run.
+        ``check_interrupt()`` is called before every block of the VAE and the UNet; raising in it stops the run
+        within a block's time, even inside one large image.
         """
         return self.predict_tasks(images, [task], processing_res, batch_size, on_progress,
-                                  flip_average)[get_task(task).name]
+                                  flip_average, check_interrupt)[get_task(task).name]
 
     @torch.inference_mode()
     def predict_tasks(self, images, tasks, processing_res=None, batch_size=1, on_progress=None,
-                      flip_average=None) -> dict[str, Prediction]:
+                      flip_average=None, check_interrupt=None) -> dict[str, Prediction]:
         """``predict`` for several tasks at once: each image is encoded by the VAE once per processing
         resolution and shared by the tasks processed at it."""
         # 1. Check inputs
@@ -176,11 +185,13 @@ class GenPerceptPredictor:
 
         # 2. Run chunk by chunk
         outputs = {task.name: [] for task in tasks}
-        for start in range(0, rgb.shape[0], batch_size):
-            for name, maps in self._predict_chunk(rgb[start:start + batch_size], tasks, resolutions, averaged).items():
-                outputs[name].append(maps)
-            if on_progress is not None:
-                on_progress(min(start + batch_size, rgb.shape[0]), rgb.shape[0])
+        with self._interruptible(check_interrupt):
+            for start in range(0, rgb.shape[0], batch_size):
+                for name, maps in self._predict_chunk(rgb[start:start + batch_size], tasks, resolutions,
+                                                      averaged).items():
+                    outputs[name].append(maps)
+                if on_progress is not None:
+                    on_progress(min(start + batch_size, rgb.shape[0]), rgb.shape[0])
 
         # 3. Collect per task, with what made them
         predictions = {}
@@ -220,12 +231,33 @@ class GenPerceptPredictor:
                     loaded = self._tasks[task.name]
                     target_latent = self.method.perceive(loaded.unet, rgb_latent, loaded.embedding)
                     decoded = self.method.decode(target_latent)  # [b,3,h',w']
+                    if not torch.isfinite(decoded).all():
+                        raise GenPerceptError(f"the {task.name} model of {self.model.source} produced NaN or infinite "
+                                              "values for this image; its weights may be damaged (try another dtype "
+                                              "or device, or re-download it)")
                     maps[task.name].append(finish_prediction(decoded, task.channels, tuple(chunk.shape[-2:])).cpu())
         finished = {}
         for task in tasks:
             own, *mirrored = maps[task.name]
             finished[task.name] = average_with_mirrored(own, mirrored[0], task) if mirrored else own
         return finished
+
+    @contextmanager
+    def _interruptible(self, check_interrupt):
+        """Call ``check_interrupt`` before every block of the VAE and of the loaded UNets while inside."""
+        if check_interrupt is None:
+            yield
+            return
+        networks = [self.vae.encoder, self.vae.decoder, *(loaded.unet for loaded in self._tasks.values())]
+        blocks = [block for network in networks
+                  for name in ("down_blocks", "mid_block", "up_blocks") if getattr(network, name, None) is not None
+                  for block in (getattr(network, name) if name != "mid_block" else [network.mid_block])]
+        handles = [block.register_forward_pre_hook(lambda *_: check_interrupt()) for block in blocks]
+        try:
+            yield
+        finally:
+            for handle in handles:
+                handle.remove()
 
     def _hash(self, folder: Path) -> str:
         if folder not in self._hashes:

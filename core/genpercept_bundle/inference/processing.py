@@ -14,12 +14,12 @@ both predicted and the mirror's map, mirrored back, is averaged in.
 import torch
 import torch.nn.functional as F
 
-from ..choices import NATIVE
+from ..choices import MAX_PROCESSING_RESOLUTION, NATIVE
 from ..conventions import mirror_maps
 from ..errors import GenPerceptError
 from ..tasks import get_task
 
-MAX_PROCESSING_PIXELS = 4096 * 4096  # beyond this the VAE's activations need tens of GB
+MAX_PROCESSING_PIXELS = MAX_PROCESSING_RESOLUTION**2
 
 
 def processing_size(height: int, width: int, processing_res: int) -> tuple[int, int]:

@@ -19,10 +19,15 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
+from ..atomic_files import atomic_path
 from ..errors import GenPerceptError
 
 CACHE_NAME = "empty_text_embed.safetensors"
-OFFICIAL_NPY_URL = "https://raw.githubusercontent.com/aim-uofa/GenPercept/main/GenPercept_v1/empty_text_embed.npy"
+# GenPercept's own file, at a fixed commit of its repository, checked by its sha256 (a branch could change).
+OFFICIAL_COMMIT = "7cff083bee566e88f0c82259eb7c62c94dd1dca1"
+OFFICIAL_NPY_URL = (f"https://raw.githubusercontent.com/aim-uofa/GenPercept/{OFFICIAL_COMMIT}/"
+                    "GenPercept_v1/empty_text_embed.npy")
+OFFICIAL_NPY_SHA256 = "677e5e752b1d428a2e5f6f87a62c3a6c726343d264351dc1c433763ddc9b7182"
 
 
 def _user_cache_file(model_dir: Path) -> Path:
@@ -109,8 +114,11 @@ def download_official_npy(destination: Path) -> Path:
             f"could not download {OFFICIAL_NPY_URL} ({exc}); download it on a machine that is online and pass it "
             "with `genpercept embedding MODEL --npy FILE`"
         ) from exc
-    destination.parent.mkdir(parents=True, exist_ok=True)
-    destination.write_bytes(payload)
+    if hashlib.sha256(payload).hexdigest() != OFFICIAL_NPY_SHA256:
+        raise GenPerceptError(f"the file downloaded from {OFFICIAL_NPY_URL} is not GenPercept's (sha256 mismatch); "
+                              "nothing was written: check your network or proxy, or pass a copy with --npy FILE")
+    with atomic_path(destination) as temp:
+        temp.write_bytes(payload)
     return destination
 
 

@@ -117,7 +117,7 @@ def _hub_folder(repo_id: str, local: Path, tasks, allow_download: bool) -> Path:
     except Exception as exc:  # offline, unknown repo, gated, disk full: all end the same way for the user
         raise GenPerceptError(
             f"could not download {repo_id} ({type(exc).__name__}); on an offline machine put {expected} "
-            f"into {local} (or pass --model with a folder holding them)"
+            f"into {local}, or use a local model folder that holds them"
         ) from exc
     if not _has_task_files(local, tasks):
         raise GenPerceptError(f"{repo_id} has no weights for {', '.join(t.name for t in tasks)} in the GenPercept layout")

@@ -12,7 +12,9 @@ from ..errors import GenPerceptError
 from ..tasks import get_task
 
 SETTINGS_NAME = "genpercept_bundle.json"
-MAX_RESOLUTION = 4096  # a settings file may not ask for more (the VAE's memory grows with the square)
+# A settings file (which may come with a download) may not ask for more: the VAE's memory grows with the square
+# of the resolution. An explicit --processing-res can go higher.
+MAX_RESOLUTION = 2048
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ def load_state_dict(folder: Path) -> dict[str, torch.Tensor]:
     if single.is_file():
         files = [single]
     elif index.is_file():
-        files = sorted({folder / shard for shard in read_json(index)["weight_map"].values()})
+        files = sorted({_inside(folder, shard) for shard in _weight_map(index).values()})
     else:
         pickles = [p.name for p in folder.iterdir() if p.suffix in PICKLE_SUFFIXES] if folder.is_dir() else []
         if pickles:
@@ -35,6 +35,22 @@ def load_state_dict(folder: Path) -> dict[str, torch.Tensor]:
     return state
 
 
+def _weight_map(index: Path) -> dict:
+    weight_map = read_json(index).get("weight_map")
+    if not isinstance(weight_map, dict) or not all(isinstance(v, str) for v in weight_map.values()):
+        raise GenPerceptError(f"{index} has no weight_map of file names; re-download the model")
+    return weight_map
+
+
+def _inside(folder: Path, name: str) -> Path:
+    """``folder / name``, refusing names that lead out of the folder (a shard index is data from a download)."""
+    path = (folder / name).resolve()
+    if path.parent != folder.resolve():
+        raise GenPerceptError(f"the shard index in {folder} names {name!r}, outside the model folder; the download "
+                              "is damaged or hostile: delete it")
+    return path
+
+
 def load_model(model_class, folder: Path, dtype: torch.dtype, device):
     """Build ``model_class`` from ``folder/config.json`` and load its weights strictly."""
     config_file = folder / "config.json"
@@ -49,7 +65,13 @@ def load_model(model_class, folder: Path, dtype: torch.dtype, device):
             f"{folder} is a UNet with {config.get('in_channels')} input channels; GenPercept UNets take the "
             "4-channel RGB latent only (Marigold-style 8-channel checkpoints are a different method)"
         )
-    state = {name: t.to(dtype) if t.is_floating_point() else t for name, t in load_state_dict(folder).items()}
+    state = load_state_dict(folder)
+    damaged = [name for name, t in state.items() if t.is_floating_point() and not torch.isfinite(t).all()]
+    if damaged:
+        raise GenPerceptError(f"the weights in {folder} hold NaN or infinite values ({', '.join(damaged[:3])}"
+                              f"{', ...' if len(damaged) > 3 else ''}): the file is damaged or the training diverged; "
+                              "re-download or retrain it")
+    state = {name: t.to(dtype) if t.is_floating_point() else t for name, t in state.items()}
     with torch.device("meta"):
         model = model_class.from_config(config)
     try:
