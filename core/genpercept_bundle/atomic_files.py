@@ -10,7 +10,7 @@ import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
-from .errors import GenPerceptError
+from .errors import GenPerceptError, OutputError
 
 PARTIAL_PREFIX = ".partial-"  # temporary names: a process killed outright (SIGKILL) can leave one behind
 
@@ -31,8 +31,8 @@ def atomic_path(path: Path):
         os.chmod(temp, 0o666 & ~umask)  # mkstemp creates 0600; finished files get the usual permissions
         os.replace(temp, path)
     except OSError as error:
-        raise GenPerceptError(f"could not write {path} ({error.strerror or error}); free some disk space or write "
-                              "to another folder") from error
+        raise OutputError(f"could not write {path} ({error.strerror or error}); free some disk space or write "
+                          "to another folder") from error
     finally:
         if temp and os.path.exists(temp):
             os.remove(temp)

@@ -16,6 +16,7 @@ the Blender add-on uses them as they are.
 import numpy as np
 
 NORMAL_CONVENTIONS = ("opengl", "directx")
+BLOCK_PIXELS = 1 << 20  # per-pixel conversions of large maps run this many pixels at a time
 DEPTH_NORMALISATIONS = ("per_image", "sequence", "none")
 
 
@@ -28,11 +29,16 @@ def normals_from_raw(raw: np.ndarray, black_is_invalid: bool = False) -> np.ndar
     """Colours in [0,1]^3 ((n + 1) / 2: network output, PNG normal maps) -> unit normals (see ``unit_normals``).
 
     With ``black_is_invalid`` (datasets keep black for "no ground truth") black pixels become zero vectors.
+    Computed a block of pixels at a time (the same values), so a large map needs no full-size temporaries.
     """
-    normals = unit_normals(raw.astype(np.float32) * 2.0 - 1.0)
-    if black_is_invalid:
-        normals[raw.sum(axis=-1) <= 0] = 0.0
-    return normals
+    pixels = raw.reshape(-1, 3)
+    normals = np.empty(pixels.shape, np.float32)
+    for start in range(0, len(pixels), BLOCK_PIXELS):
+        block = pixels[start:start + BLOCK_PIXELS]
+        normals[start:start + BLOCK_PIXELS] = unit_normals(block.astype(np.float32) * 2.0 - 1.0)
+        if black_is_invalid:
+            normals[start:start + BLOCK_PIXELS][block.sum(axis=-1) <= 0] = 0.0
+    return normals.reshape(raw.shape)
 
 
 def unit_normals(vectors: np.ndarray) -> np.ndarray:

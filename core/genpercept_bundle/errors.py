@@ -7,3 +7,8 @@ class GenPerceptError(Exception):
     Front ends print ``str(error)`` without a traceback; anything else that
     escapes is a bug in the bundle.
     """
+
+
+class OutputError(GenPerceptError):
+    """An output could not be written (disk full, no permission): it stops a run of many images, since the
+    images after it would fail the same way."""

@@ -54,7 +54,7 @@ def load_image(path, pixel_cap: int | None = None) -> np.ndarray:
         with image:
             check_pixel_count(image.width, image.height, path, cap)
             image.load()
-            image = ImageOps.exif_transpose(image)
+            ImageOps.exif_transpose(image, in_place=True)  # no copy of a large photo that needs no turning
             return to_rgb8(image, path)
     except GenPerceptError:
         raise
@@ -88,7 +88,7 @@ def to_rgb8(image: Image.Image, name="image") -> np.ndarray:
         grey = np.clip(np.round(np.asarray(image) * 255.0), 0, 255).astype(np.uint8)
         return np.repeat(grey[..., None], 3, axis=2)
     if image.mode in ("1", "L", "LA", "P", "PA", "RGB", "RGBA", "RGBX", "RGBa", "La", "CMYK", "YCbCr", "LAB", "HSV"):
-        return np.asarray(image.convert("RGB"), dtype=np.uint8).copy()
+        return np.array(image if image.mode == "RGB" else image.convert("RGB"), dtype=np.uint8)
     raise GenPerceptError(f"{name} has pixel mode {image.mode!r}, which is not supported; save it as 8-bit RGB")
 
 

@@ -23,9 +23,9 @@ from pathlib import Path
 import numpy as np
 
 from .atomic_files import atomic_path, write_json
-from .conventions import (NORMAL_CONVENTIONS, colorize_depth, near_bright, normals_from_raw, normals_to_rgb,
+from .conventions import (BLOCK_PIXELS, NORMAL_CONVENTIONS, colorize_depth, near_bright, normals_from_raw, normals_to_rgb,
                           unit_normals)
-from .errors import GenPerceptError
+from .errors import GenPerceptError, OutputError
 from .tasks import DEFAULT_TASKS, get_task
 
 FORMATS = ("png16", "exr", "npy")
@@ -59,13 +59,14 @@ def file_values(task: str, format: str, convention: str = "opengl", raw: bool = 
     return task.meaning
 
 
-def file_encoding(task: str, values: np.ndarray, format: str, convention: str = "opengl") -> np.ndarray:
-    """Maps in the documented convention as a ``format`` file stores them: normals colour-encoded in PNG."""
+def file_encoding(task: str, format: str, convention: str = "opengl"):
+    """The per-pixel conversion from maps in the documented convention to what a ``format`` file stores: normals
+    are colour-encoded in PNG; None where values are stored as they are."""
     if convention not in NORMAL_CONVENTIONS:
         raise GenPerceptError(f"normal convention must be one of {', '.join(NORMAL_CONVENTIONS)}, got {convention!r}")
     if get_task(task).unit_vectors and format == "png16":
-        return normals_to_rgb(values, convention)
-    return values
+        return lambda normals: normals_to_rgb(normals, convention)
+    return None
 
 
 def save_maps(folder: Path, stem: str, task: str, maps: np.ndarray, format: str, metadata: dict,
@@ -74,8 +75,9 @@ def save_maps(folder: Path, stem: str, task: str, maps: np.ndarray, format: str,
     its previews (always of ``maps``) and its sidecar; ``metadata`` (source, provenance...) goes into the sidecar
     and the previews. Returns the files written, the sidecar last."""
     task = get_task(task).name
-    stored = file_encoding(task, maps, format, convention) if raw is None else raw
-    written = [write_map(map_path(folder, stem, task, format), stored, format)]
+    path = map_path(folder, stem, task, format)
+    written = [write_map(path, maps, format, file_encoding(task, format, convention)) if raw is None
+               else write_map(path, raw, format)]
     meta = {**metadata, "file_values": file_values(task, format, convention, raw is not None)}
     if previews:
         written += write_previews(folder, stem, task, maps, convention, meta)
@@ -124,39 +126,63 @@ def write_previews(folder: Path, stem: str, task: str, maps: np.ndarray, convent
         return [write_png8(folder / f"{stem}_depth_preview.png", colorize_depth(maps), metadata),
                 write_png8(folder / f"{stem}_depth_controlnet.png", to_uint8(near_bright(maps)), metadata)]
     if task.preview == "normal":
-        return [write_png8(folder / f"{stem}_{task.name}_preview.png",
-                           to_uint8(normals_to_rgb(maps, convention)), metadata)]
+        colours = by_blocks(maps, lambda v: np.round(np.clip(normals_to_rgb(v, convention), 0.0, 1.0) * 255.0), np.uint8)
+        return [write_png8(folder / f"{stem}_{task.name}_preview.png", colours, metadata)]
     return [write_png8(folder / f"{stem}_{task.name}_preview.png", to_uint8(maps), metadata)]
 
 
+def by_blocks(values: np.ndarray, convert, dtype) -> np.ndarray:
+    """``convert`` (pixel by pixel) of a map [H,W] or [H,W,C], a block of rows at a time, into a new array of
+    ``dtype``: the same values as converting it whole, without full-size temporaries for a large map."""
+    out = np.empty(values.shape, dtype)
+    rows = max(1, BLOCK_PIXELS // max(1, values.shape[1] if values.ndim > 1 else 1))
+    for start in range(0, values.shape[0], rows):
+        out[start:start + rows] = convert(values[start:start + rows])
+    return out
+
+
 def to_uint8(values: np.ndarray) -> np.ndarray:
-    return np.round(np.clip(values, 0.0, 1.0) * 255.0).astype(np.uint8)
+    return by_blocks(values, lambda v: np.round(np.clip(v, 0.0, 1.0) * 255.0), np.uint8)
 
 
 def to_uint16(values: np.ndarray) -> np.ndarray:
-    return np.round(np.clip(values, 0.0, 1.0) * 65535.0).astype(np.uint16)
+    return by_blocks(values, lambda v: np.round(np.clip(v, 0.0, 1.0) * 65535.0), np.uint16)
 
 
-def write_map(path: Path, values: np.ndarray, format: str) -> Path:
-    """Write a float map ([H,W] or [H,W,3], RGB order). png16 expects values in [0,1]."""
+def write_map(path: Path, values: np.ndarray, format: str, encode=None) -> Path:
+    """Write a float map ([H,W] or [H,W,3], RGB order). png16 expects values in [0,1]. ``encode``: a per-pixel
+    conversion to apply first (``file_encoding``), done block by block with the quantisation."""
     if format not in FORMATS:
         raise GenPerceptError(f"unknown format {format!r}: choose one of {', '.join(FORMATS)}")
-    values = np.ascontiguousarray(values, dtype=np.float32)
-    if format != "npy":
-        return write_image(path, to_uint16(values) if format == "png16" else values)
+
+    def as_stored(block):
+        block = block.astype(np.float32, copy=False)
+        return encode(block) if encode else block
+
+    if format == "png16":  # quantised, and in OpenCV's BGR order, block by block
+        pixels = by_blocks(values, lambda v: _bgr(np.round(np.clip(as_stored(v), 0.0, 1.0) * 65535.0)), np.uint16)
+        return write_image(path, pixels, bgr=True)
+    values = by_blocks(values, as_stored, np.float32) if encode else np.ascontiguousarray(values, dtype=np.float32)
+    if format == "exr":
+        return write_image(path, values)
     with atomic_path(path) as temp:
         np.save(temp, values, allow_pickle=False)
     return path
 
 
-def write_image(path: Path, data: np.ndarray) -> Path:
-    """An image file of uint8 / uint16 / float32 pixels, [H,W] or [H,W,3] in RGB order (the suffix picks the codec)."""
+def _bgr(block: np.ndarray) -> np.ndarray:
+    return block[..., ::-1] if block.ndim == 3 else block
+
+
+def write_image(path: Path, data: np.ndarray, bgr: bool = False) -> Path:
+    """An image file of uint8 / uint16 / float32 pixels, [H,W] or [H,W,3] in RGB order (``bgr``: already in
+    OpenCV's BGR order); the suffix picks the codec."""
     cv2 = _cv2()
-    if data.ndim == 3:
-        data = data[..., ::-1]  # OpenCV stores BGR
+    if not bgr:
+        data = _bgr(data)
     with atomic_path(path) as temp:
         if not cv2.imwrite(str(temp), np.ascontiguousarray(data)):
-            raise GenPerceptError(f"OpenCV could not write {path}")
+            raise OutputError(f"OpenCV could not write {path}; is the folder writable and the suffix an image format?")
     return path
 
 

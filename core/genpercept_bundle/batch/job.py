@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from ..atomic_files import check_writable_folder, remove_partial_files
-from ..errors import GenPerceptError
+from ..errors import GenPerceptError, OutputError
 from ..map_files import maps_complete, save_prediction
 from ..tasks import DEFAULT_TASKS, get_task
 from .frames import Frame, load_frame
@@ -90,18 +90,23 @@ class FramePredictor:
         return reasons
 
     def _save_run(self, frames, images) -> list[str]:
+        """Predict one run of same-size frames and save each task's maps as soon as they are made (a large photo
+        then holds one task's full-size maps at once)."""
         options = self.options
         try:
-            predictions = self.predictor.predict_tasks(np.stack(images), options.tasks, options.processing_res,
-                                                       options.batch_size, flip_average=options.flip_average)
+            for _, prediction in self.predictor.iter_predictions(np.stack(images), options.tasks,
+                                                                 options.processing_res, options.batch_size,
+                                                                 flip_average=options.flip_average):
+                for index, frame in enumerate(frames):
+                    save_prediction(options.out, frame.stem, frame.source, prediction, options.format,
+                                    options.convention, options.raw, options.previews, index)
+                del prediction
+        except OutputError:
+            raise  # the next frames could not be written either
         except GenPerceptError as error:
             if len(frames) > 1:  # find which frame it was
                 return [reason for frame, image in zip(frames, images) for reason in self._save_run([frame], [image])]
             return [str(error)]
-        for index, frame in enumerate(frames):
-            for prediction in predictions.values():
-                save_prediction(options.out, frame.stem, frame.source, prediction, options.format, options.convention,
-                                options.raw, options.previews, index)
         return [""] * len(frames)
 
 

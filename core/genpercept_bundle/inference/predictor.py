@@ -6,6 +6,7 @@ decode (method.py) -> finish at the input size -> average with the mirrored phot
 
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -63,10 +64,10 @@ class Prediction:
     task: str
     raw: np.ndarray
     provenance: dict = field(default_factory=dict)
-    maps: np.ndarray = field(init=False, repr=False)
 
-    def __post_init__(self):
-        self.maps = normals_from_raw(self.raw) if get_task(self.task).unit_vectors else self.raw
+    @cached_property
+    def maps(self) -> np.ndarray:
+        return normals_from_raw(self.raw) if get_task(self.task).unit_vectors else self.raw
 
 
 @dataclass
@@ -170,11 +171,19 @@ class GenPerceptPredictor:
         return self.predict_tasks(images, [task], processing_res, batch_size, on_progress,
                                   flip_average, check_interrupt)[get_task(task).name]
 
-    @torch.inference_mode()
     def predict_tasks(self, images, tasks, processing_res=None, batch_size=1, on_progress=None,
                       flip_average=None, check_interrupt=None) -> dict[str, Prediction]:
         """``predict`` for several tasks at once: each image is encoded by the VAE once per processing
         resolution and shared by the tasks processed at it."""
+        return dict(self.iter_predictions(images, tasks, processing_res, batch_size, on_progress, flip_average,
+                                          check_interrupt))
+
+    @torch.inference_mode()
+    def iter_predictions(self, images, tasks, processing_res=None, batch_size=1, on_progress=None,
+                         flip_average=None, check_interrupt=None):
+        """``predict_tasks`` one task at a time: (task name, Prediction) pairs. A task's full-size maps are made when
+        it comes, so whoever saves and drops each in turn holds one task's maps at once (a 48 MP photo's normals
+        are 576 MB). ``on_progress(done, total)`` counts chunks of images over all tasks."""
         # 1. Check inputs
         tasks = [get_task(task) for task in dict.fromkeys(tasks)]
         rgb = as_rgb_batch(images)  # [B,3,H,W] uint8
@@ -182,25 +191,32 @@ class GenPerceptPredictor:
         averaged = {task.name: self.averages_with_mirror(task, flip_average) for task in tasks}
         for task in tasks:
             self.load_task(task.name)
-
-        # 2. Run chunk by chunk
-        outputs = {task.name: [] for task in tasks}
+        count, size = rgb.shape[0], tuple(rgb.shape[-2:])
         with self._interruptible(check_interrupt):
-            for start in range(0, rgb.shape[0], batch_size):
-                for name, maps in self._predict_chunk(rgb[start:start + batch_size], tasks, resolutions,
-                                                      averaged).items():
-                    outputs[name].append(maps)
-                if on_progress is not None:
-                    on_progress(min(start + batch_size, rgb.shape[0]), rgb.shape[0])
+            # 2. Encode every chunk once per view (photo, mirror) and processing resolution: latents are small
+            chunks = range(0, count, batch_size)
+            latents = {(start, mirrored, resolution): self._encode(rgb[start:start + batch_size], mirrored, resolution)
+                       for start in chunks for mirrored in (False, True) for resolution in set(resolutions.values())
+                       if not mirrored or any(averaged[t.name] and resolutions[t.name] == resolution for t in tasks)}
+            # 3. Each task in turn: perceive, decode and finish at the input size, average with the mirror
+            for position, task in enumerate(tasks):
+                # built by a helper, so this generator keeps no reference to the maps it has handed over
+                yield task.name, self._prediction(task, latents, chunks, resolutions, averaged, size, progress=(
+                    None if on_progress is None else lambda done: on_progress(position * count + done,
+                                                                              len(tasks) * count)))
 
-        # 3. Collect per task, with what made them
-        predictions = {}
-        for task in tasks:
-            prediction = torch.cat(outputs[task.name])  # [B,C,H,W] in [0,1]
-            raw = prediction[:, 0] if task.channels == 1 else prediction.permute(0, 2, 3, 1)
-            provenance = self._provenance(task, resolutions[task.name], averaged[task.name])
-            predictions[task.name] = Prediction(task.name, raw.numpy().astype(np.float32), provenance)
-        return predictions
+    def _prediction(self, task: Task, latents, chunks, resolutions, averaged, size, progress=None) -> Prediction:
+        parts = []
+        for start in chunks:
+            parts.append(self._task_maps(task, latents, start, resolutions[task.name], averaged[task.name], size))
+            if progress is not None:
+                progress(min(start + chunks.step, chunks.stop))
+        prediction = parts[0] if len(parts) == 1 else torch.cat(parts)  # [B,C,H,W] in [0,1]
+        del parts
+        raw = prediction[:, 0] if task.channels == 1 else prediction.permute(0, 2, 3, 1)
+        raw = np.ascontiguousarray(raw.numpy())  # float32
+        del prediction
+        return Prediction(task.name, raw, self._provenance(task, resolutions[task.name], averaged[task.name]))
 
     def _check_inputs(self, rgb, tasks: list[Task], processing_res, batch_size, flip_average) -> dict[str, int]:
         """Every problem up front, before any weights are touched; returns each task's processing resolution."""
@@ -214,33 +230,28 @@ class GenPerceptPredictor:
             raise GenPerceptError(f"{names} maps are colour codes that cannot be averaged; predict with flip averaging off")
         return resolutions
 
-    def _predict_chunk(self, chunk, tasks, resolutions, averaged) -> dict[str, torch.Tensor]:
-        """Maps [b,C,H,W] in [0,1] of each task for one chunk; a mirrored view is a second pass (not a doubled
-        batch: the same peak memory)."""
-        views = [chunk, chunk.flip(-1)] if any(averaged.values()) else [chunk]
-        maps = {task.name: [] for task in tasks}
-        for view in views:
-            for resolution in dict.fromkeys(resolutions.values()):
-                wanted = [task for task in tasks
-                          if resolutions[task.name] == resolution and (view is chunk or averaged[task.name])]
-                if not wanted:
-                    continue
-                image = normalise_rgb(resize_rgb(view, resolution), self.dtype).to(self.device)  # [b,3,h,w]
-                rgb_latent = self.method.encode(image)  # [b,4,h/8,w/8]
-                for task in wanted:
-                    loaded = self._tasks[task.name]
-                    target_latent = self.method.perceive(loaded.unet, rgb_latent, loaded.embedding)
-                    decoded = self.method.decode(target_latent)  # [b,3,h',w']
-                    if not torch.isfinite(decoded).all():
-                        raise GenPerceptError(f"the {task.name} model of {self.model.source} produced NaN or infinite "
-                                              "values for this image; its weights may be damaged (try another dtype "
-                                              "or device, or re-download it)")
-                    maps[task.name].append(finish_prediction(decoded, task.channels, tuple(chunk.shape[-2:])).cpu())
-        finished = {}
-        for task in tasks:
-            own, *mirrored = maps[task.name]
-            finished[task.name] = average_with_mirrored(own, mirrored[0], task) if mirrored else own
-        return finished
+    def _encode(self, chunk, mirrored: bool, resolution: int) -> torch.Tensor:
+        view = chunk.flip(-1) if mirrored else chunk
+        image = normalise_rgb(resize_rgb(view, resolution), self.dtype).to(self.device)  # [b,3,h,w]
+        return self.method.encode(image)  # [b,4,h/8,w/8]
+
+    def _task_maps(self, task: Task, latents, start, resolution, averaged: bool, size) -> torch.Tensor:
+        """One chunk's maps [b,C,H,W] in [0,1] of ``task``; a mirrored view is a second pass (not a doubled batch:
+        the same peak memory), averaged in place."""
+        own = self._finish(task, latents[(start, False, resolution)], size)
+        if averaged:
+            own = average_with_mirrored(own, self._finish(task, latents[(start, True, resolution)], size), task)
+        return own
+
+    def _finish(self, task: Task, rgb_latent, size) -> torch.Tensor:
+        loaded = self._tasks[task.name]
+        target_latent = self.method.perceive(loaded.unet, rgb_latent, loaded.embedding)
+        decoded = self.method.decode(target_latent)  # [b,3,h',w']
+        if not torch.isfinite(decoded).all():
+            raise GenPerceptError(f"the {task.name} model of {self.model.source} produced NaN or infinite values for "
+                                  "this image; its weights may be damaged (try another dtype or device, or re-download "
+                                  "it)")
+        return finish_prediction(decoded, task.channels, size).cpu()  # [b,C,H,W]
 
     @contextmanager
     def _interruptible(self, check_interrupt):

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from ..choices import MAX_PROCESSING_RESOLUTION, NATIVE
-from ..conventions import mirror_maps
+from ..conventions import BLOCK_PIXELS, mirror_maps
 from ..errors import GenPerceptError
 from ..tasks import get_task
 
@@ -70,9 +70,14 @@ def finish_prediction(decoded: torch.Tensor, channels: int, size: tuple[int, int
     prediction = (prediction.clip(-1.0, 1.0) + 1.0) / 2.0
     if tuple(prediction.shape[-2:]) != tuple(size):
         prediction = F.interpolate(prediction, size=size, mode="bilinear", align_corners=False, antialias=True)
-    return prediction.clip(0.0, 1.0)
+    return prediction.clamp_(0.0, 1.0)  # in place: at the input size this is the largest tensor
 
 
 def average_with_mirrored(prediction: torch.Tensor, mirrored: torch.Tensor, task) -> torch.Tensor:
-    """Average a finished prediction [B,C,H,W] in [0,1] with the one of the mirrored photo, mirrored back."""
-    return (prediction + mirror_maps(mirrored, get_task(task).mirror, width_axis=-1, channel_axis=1, centre=0.5)) / 2.0
+    """Average a finished prediction [B,C,H,W] in [0,1] with the one of the mirrored photo, mirrored back; in place
+    in ``prediction`` (the same values as (a + b) / 2), so a large photo holds as few full-size maps as it can."""
+    mirror, rows = get_task(task).mirror, max(1, BLOCK_PIXELS // prediction.shape[-1])
+    for start in range(0, prediction.shape[-2], rows):  # a block of rows at a time: no full-size mirrored copy
+        back = mirror_maps(mirrored[..., start:start + rows, :], mirror, width_axis=-1, channel_axis=1, centre=0.5)
+        prediction[..., start:start + rows, :].add_(back)
+    return prediction.div_(2.0)

@@ -24,6 +24,7 @@ from ..tasks import Task, embedding_kind
 from .settings import SETTINGS_NAME, ModelSettings
 
 WEIGHTS_NAME = "diffusion_pytorch_model.safetensors"
+EMBEDDING_CACHE_NAME = "empty_text_embed.safetensors"  # embedding.CACHE_NAME (that module needs torch)
 SHARD_INDEX_NAME = "diffusion_pytorch_model.safetensors.index.json"
 PICKLE_SUFFIXES = (".bin", ".ckpt", ".pt", ".pth", ".pkl", ".pickle")
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parent.parent / "default_model"
@@ -113,7 +114,8 @@ def _hub_folder(repo_id: str, local: Path, tasks, allow_download: bool) -> Path:
     try:
         from huggingface_hub import snapshot_download
 
-        snapshot_download(repo_id, local_dir=local, allow_patterns=needed)
+        # HF_ENDPOINT (a mirror of the hub) is read here, not when huggingface_hub was first imported
+        snapshot_download(repo_id, local_dir=local, allow_patterns=needed, endpoint=os.environ.get("HF_ENDPOINT"))
     except Exception as exc:  # offline, unknown repo, gated, disk full: all end the same way for the user
         raise GenPerceptError(
             f"could not download {repo_id} ({type(exc).__name__}); on an offline machine put {expected} "
@@ -125,7 +127,8 @@ def _hub_folder(repo_id: str, local: Path, tasks, allow_download: bool) -> Path:
 
 
 def _hub_patterns(tasks) -> list[str]:
-    patterns = ["vae/config.json", "vae/*.safetensors", "model_index.json", SETTINGS_NAME]
+    # the embedding cache too: models made with this bundle (like the embedded one) carry theirs
+    patterns = ["vae/config.json", "vae/*.safetensors", "model_index.json", SETTINGS_NAME, EMBEDDING_CACHE_NAME]
     for task in tasks:
         for name in task.unet_folders:
             patterns += [f"{name}/config.json", f"{name}/*.safetensors", f"{name}/*.safetensors.index.json"]

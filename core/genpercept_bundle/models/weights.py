@@ -57,6 +57,8 @@ def load_model(model_class, folder: Path, dtype: torch.dtype, device):
     if not config_file.is_file():
         raise GenPerceptError(f"{folder} has no config.json; is it a diffusers {model_class.__name__} folder?")
     config = read_json(config_file)
+    if not isinstance(config, dict):
+        raise GenPerceptError(f"{config_file} must hold a JSON object; re-download the model")
     declared = config.get("_class_name", model_class.__name__)
     if declared != model_class.__name__:
         raise GenPerceptError(f"{config_file} describes a {declared}, expected a {model_class.__name__}")
@@ -72,8 +74,12 @@ def load_model(model_class, folder: Path, dtype: torch.dtype, device):
                               f"{', ...' if len(damaged) > 3 else ''}): the file is damaged or the training diverged; "
                               "re-download or retrain it")
     state = {name: t.to(dtype) if t.is_floating_point() else t for name, t in state.items()}
-    with torch.device("meta"):
-        model = model_class.from_config(config)
+    try:
+        with torch.device("meta"):  # built without memory: a config asking for huge layers costs nothing here
+            model = model_class.from_config(config)
+    except Exception as exc:  # diffusers raises many kinds for a config it cannot build
+        raise GenPerceptError(f"{config_file} is not a valid {model_class.__name__} config ({type(exc).__name__}: "
+                              f"{str(exc)[:200]}); re-download the model") from exc
     try:
         model.load_state_dict(state, strict=True, assign=True)
     except RuntimeError as exc:
