@@ -3,6 +3,7 @@
 import errno
 import json
 import shutil
+import subprocess
 
 import numpy as np
 import pytest
@@ -145,3 +146,19 @@ def test_interrupting_stops_inside_one_image(tiny_predictor, photo):
     assert len(calls) == 3  # stopped inside the VAE encoder, before the UNet ran
     tiny_predictor.predict(load_image(photo), "depth", processing_res=64)  # the hooks are gone again
     assert len(calls) == 3
+
+
+def test_a_really_full_disk(tiny_model, photo, tmp_path, capsys):
+    small = tmp_path / "small"
+    small.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16k", "tmpfs", str(small)], capture_output=True)
+    if mounted.returncode:
+        pytest.skip("mounting a small tmpfs is not permitted here")
+    try:
+        assert run("predict", photo, "--model", tiny_model, "--out", small / "out", "--format", "npy",
+                   "--processing-res", 32) == 2
+        line = only_error_line(capsys)
+        assert "could not write" in line and "free some disk space" in line
+        assert not list((small / "out").glob(".partial-*"))
+    finally:
+        subprocess.run(["umount", str(small)], capture_output=True)
