@@ -7,6 +7,7 @@ import threading
 import bpy
 from bpy.props import BoolProperty, EnumProperty, FloatProperty, IntProperty, PointerProperty, StringProperty
 
+from genpercept_bundle.choices import MIN_IMAGE_SIDE
 from genpercept_bundle.models.folders import is_model_folder
 
 from . import maps
@@ -196,6 +197,9 @@ class GENPERCEPT_OT_build_relief(bpy.types.Operator):
     def _build(self, context, predicted):
         settings = context.scene.genpercept
         depth, matte = predicted["depth"], predicted.get("matte")
+        if min(depth.shape) < MIN_IMAGE_SIDE:
+            raise maps.MapError(f"the depth map is {depth.shape[1]}x{depth.shape[0]} pixels; a relief needs at least "
+                                f"{MIN_IMAGE_SIDE}x{MIN_IMAGE_SIDE}")
         for task, values in predicted.items():
             if values.shape[:2] != depth.shape:
                 raise maps.MapError(f"the {task} map is {values.shape[1]}x{values.shape[0]} but the depth map is "

@@ -16,6 +16,7 @@ FLIP_AVERAGE_CHOICES = {"auto": None, "on": True, "off": False}
 NATIVE = 0
 MODEL_DEFAULT = -1
 MAX_PROCESSING_RESOLUTION = 4096  # beyond this the VAE's activations need tens of GB
+MIN_IMAGE_SIDE = 8  # pixels: smaller photos (and maps) hold nothing to perceive or build from
 
 
 def flip_average_choice(name: str) -> bool | None:

@@ -179,6 +179,7 @@ def test_a_photo_named_like_an_option_reaches_the_predictor_as_a_photo(addon, tm
     ("corrupt_depth", "cannot read"),
     ("missing_depth", "map file not found"),
     ("size_mismatch", "use maps of the same photo"),
+    ("one_pixel_depth", "1x1 pixels; a relief needs at least 8x8"),
 ])
 def test_errors_are_reported_not_raised_as_tracebacks(scene, step_maps, case, message):
     folder, _, _ = step_maps
@@ -187,6 +188,9 @@ def test_errors_are_reported_not_raised_as_tracebacks(scene, step_maps, case, me
     elif case == "corrupt_photo":
         (folder / "broken.jpg").write_bytes(b"\xff\xd8\xff not a jpeg")
         scene.source, scene.photo = "PHOTO", str(folder / "broken.jpg")
+    elif case == "one_pixel_depth":
+        np.save(folder / "tiny_depth.npy", np.zeros((1, 1), np.float32))
+        scene.depth_file = str(folder / "tiny_depth.npy")
     elif case == "corrupt_depth":
         (folder / "bad_depth.png").write_bytes(b"\x89PNG\r\n\x1a\n garbage")
         scene.depth_file = str(folder / "bad_depth.png")

@@ -211,3 +211,15 @@ def test_a_bad_processing_resolution_is_a_usage_error(capsys):
     with pytest.raises(SystemExit) as exit:
         build_parser().parse_args(["predict", "photo.jpg", "--processing-res", "-5"])
     assert exit.value.code == 2 and "processing resolution must be a positive number" in capsys.readouterr().err
+
+
+def test_two_runs_into_one_folder_leave_whole_files(tiny_model, photo, tmp_path):
+    out = tmp_path / "shared"
+    command = [sys.executable, "-m", "genpercept_bundle.cli", "predict", str(photo), "--model", str(tiny_model),
+               "--out", str(out), "--processing-res", "32", "--format", "npy"]
+    runs = [subprocess.Popen(command, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    assert [run.wait(timeout=300) for run in runs] == [0, 0], [run.stderr.read() for run in runs]
+    for task in ("depth", "normal", "matte"):
+        assert np.isfinite(read_map(out / f"photo_{task}.npy", task)).all()
+        assert json.loads((out / f"photo_{task}.json").read_text())["task"] == task
+    assert not list(out.glob(".partial-*"))

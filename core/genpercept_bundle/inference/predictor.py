@@ -13,6 +13,7 @@ import numpy as np
 import torch
 from diffusers import AutoencoderKL, UNet2DConditionModel
 
+from ..choices import MIN_IMAGE_SIDE
 from ..conventions import normals_from_raw
 from ..errors import GenPerceptError
 from ..models.embedding import resolve_embedding
@@ -23,9 +24,6 @@ from .devices import pick_device, pick_dtype
 from .method import OneStepPerceiver
 from .processing import average_with_mirrored, check_processing_size, finish_prediction, normalise_rgb, resize_rgb
 from .provenance import versions, weights_sha256
-
-
-MIN_SIDE = 8  # pixels: smaller photos hold nothing to perceive (a 1x1 image would be upscaled to a flat map)
 
 
 def as_rgb_batch(images) -> torch.Tensor:
@@ -45,9 +43,9 @@ def as_rgb_batch(images) -> torch.Tensor:
         raise GenPerceptError(f"expected uint8 RGB values 0-255, got {images.dtype}; convert with (x * 255).round()")
     if images.shape[0] == 0:
         raise GenPerceptError("the image batch is empty")
-    if min(images.shape[-2:]) < MIN_SIDE:
+    if min(images.shape[-2:]) < MIN_IMAGE_SIDE:
         raise GenPerceptError(f"the image is {images.shape[-1]}x{images.shape[-2]} pixels; the model needs at least "
-                              f"{MIN_SIDE}x{MIN_SIDE}")
+                              f"{MIN_IMAGE_SIDE}x{MIN_IMAGE_SIDE}")
     return images.contiguous()
 
 
