@@ -162,3 +162,11 @@ def test_a_really_full_disk(tiny_model, photo, tmp_path, capsys):
         assert not list((small / "out").glob(".partial-*"))
     finally:
         subprocess.run(["umount", str(small)], capture_output=True)
+
+
+def test_a_model_that_gives_non_finite_values_is_refused_at_load(tiny_model):
+    predictor = GenPerceptPredictor.from_pretrained(tiny_model, [], device="cpu")
+    predictor.vae.decoder.register_forward_hook(lambda module, args, output: output * float("inf"))
+    with pytest.raises(GenPerceptError, match="depth model of .* gives NaN or infinite values on a test image"):
+        predictor.load_task("depth")
+    assert predictor.loaded_tasks == []

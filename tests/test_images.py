@@ -92,3 +92,18 @@ def test_list_inputs_files_folders_globs(tmp_path, gradient):
         list_inputs([tmp_path / "missing.png"])
     with pytest.raises(GenPerceptError, match="no images match"):
         list_inputs([str(tmp_path / "*.tif")])
+
+
+def test_palette_animated_unicode_and_symlink_loops(tmp_path, gradient):
+    Image.fromarray(gradient).convert("P").save(tmp_path / "palette.png")
+    assert load_image(tmp_path / "palette.png").shape == (*gradient.shape[:2], 3)
+    frames = [Image.new("RGB", (12, 10), (200 * i, 0, 0)) for i in range(2)]
+    frames[0].save(tmp_path / "animated.gif", save_all=True, append_images=frames[1:])
+    assert load_image(tmp_path / "animated.gif")[0, 0, 0] == 0  # the first frame
+    Image.fromarray(gradient).save(tmp_path / "фото 写真.png")
+    assert load_image(tmp_path / "фото 写真.png").shape == (*gradient.shape[:2], 3)
+    loop = tmp_path / "loop"
+    loop.mkdir()
+    (loop / "self").symlink_to(loop)
+    Image.fromarray(gradient).save(loop / "inside.png")
+    assert list_inputs([str(loop) + "/**/*.png"]) == [(loop / "inside.png").resolve()]

@@ -117,6 +117,7 @@ def test_interrupt_stops_between_chunks(model):
     (torch.zeros(0, 8, 8, 3), 64, "empty"),
     (torch.zeros(1, 8, 8, 1), 64, "needs RGB images, got 1 channel"),
     (torch.zeros(8, 8, 3), 64, r"expected an IMAGE batch \[B,H,W,3\]"),
+    (torch.zeros(1, 1, 1, 3), 64, "the image is 1x1 pixels; the model needs at least 8x8"),
     (torch.zeros(1, 1, 1, 3).expand(1, 6000, 6000, 3), 6000, "use a processing resolution of 4096 or less"),
 ])
 def test_bad_inputs_have_clear_errors(model, images, resolution, message):

@@ -126,8 +126,21 @@ class GenPerceptPredictor:
             kind = self.model.embedding_kind(task)
             embedding, origin = resolve_embedding(self.model.path, kind, unet.config.cross_attention_dim, self.text_encoder)
             info = {"unet": folder.name, "embedding": f"{kind} {list(embedding.shape)} from {origin}"}
-            self._tasks[task.name] = LoadedTask(unet, embedding.to(self.device, self.dtype), info)
+            loaded = LoadedTask(unet, embedding.to(self.device, self.dtype), info)
+            self._self_check(task, loaded)
+            self._tasks[task.name] = loaded
         return self._tasks[task.name]
+
+    @torch.inference_mode()
+    def _self_check(self, task: Task, loaded: LoadedTask):
+        """Refuse a model that gives NaN or infinite values on a small grey image (in this dtype, on this device):
+        its every prediction would be garbage. Costs one 64x64 pass."""
+        grey = torch.zeros(1, 3, 64, 64, dtype=self.dtype, device=self.device)  # mid-grey in [-1, 1]
+        decoded = self.method.decode(self.method.perceive(loaded.unet, self.method.encode(grey), loaded.embedding))
+        if not torch.isfinite(decoded).all():
+            raise GenPerceptError(f"the {task.name} model of {self.model.source} gives NaN or infinite values on a test "
+                                  f"image ({str(self.dtype).removeprefix('torch.')} on {self.device}); it cannot be "
+                                  "used: try --dtype float32, or re-download it")
 
     def modules(self) -> torch.nn.ModuleDict:
         """The VAE and every loaded UNet in one module, for hosts that manage devices (ComfyUI's ModelPatcher)."""
