@@ -261,4 +261,5 @@ def test_predictor_and_trainer_run_the_same_method_at_the_models_timestep(data, 
     assert timesteps == [[7], [7]]  # one latent-stage step, one pixel-stage step
     prediction = GenPerceptPredictor.from_pretrained(model, ["depth"], device="cpu").predict(
         np.zeros((48, 64, 3), np.uint8), "depth", processing_res=64)
-    assert timesteps[2:] == [[7]] and prediction.provenance["timestep"] == 7
+    assert timesteps[2:] == [[7], [7]]  # the self-check at load, then the prediction
+    assert prediction.provenance["timestep"] == 7
