@@ -238,3 +238,25 @@ def test_bad_arrays_are_rejected(tiny_predictor):
         tiny_predictor.predict(np.zeros((8, 8), np.uint8), "depth")
     with pytest.raises(GenPerceptError, match="unknown task"):
         tiny_predictor.predict(np.zeros((8, 8, 3), np.uint8), "albedo")
+
+
+def test_weight_digests_are_cached_by_path_size_and_time(tiny_model, tmp_path, monkeypatch):
+    import hashlib
+    import os
+    import shutil
+
+    from genpercept_bundle.inference.provenance import digest_cache_file, weights_sha256
+
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    vae = shutil.copytree(tiny_model / "vae", tmp_path / "vae")
+    weights = vae / "diffusion_pytorch_model.safetensors"
+    first = weights_sha256(vae)
+    assert first == hashlib.sha256(weights.read_bytes()).hexdigest() and digest_cache_file().is_file()
+    stat = weights.stat()
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 1
+    weights.write_bytes(bytes(data))
+    os.utime(weights, ns=(stat.st_atime_ns, stat.st_mtime_ns))  # same size and time: the cached digest is used
+    assert weights_sha256(vae) == first
+    os.utime(weights, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1))  # touched: hashed again
+    assert weights_sha256(vae) == hashlib.sha256(bytes(data)).hexdigest() != first
