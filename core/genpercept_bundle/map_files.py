@@ -126,7 +126,7 @@ def write_previews(folder: Path, stem: str, task: str, maps: np.ndarray, convent
         return [write_png8(folder / f"{stem}_depth_preview.png", colorize_depth(maps), metadata),
                 write_png8(folder / f"{stem}_depth_controlnet.png", to_uint8(near_bright(maps)), metadata)]
     if task.preview == "normal":
-        colours = by_blocks(maps, lambda v: np.round(np.clip(normals_to_rgb(v, convention), 0.0, 1.0) * 255.0), np.uint8)
+        colours = by_blocks(maps, lambda v: _levels8(normals_to_rgb(v, convention)), np.uint8)
         return [write_png8(folder / f"{stem}_{task.name}_preview.png", colours, metadata)]
     return [write_png8(folder / f"{stem}_{task.name}_preview.png", to_uint8(maps), metadata)]
 
@@ -141,12 +141,20 @@ def by_blocks(values: np.ndarray, convert, dtype) -> np.ndarray:
     return out
 
 
+def _levels8(values: np.ndarray) -> np.ndarray:
+    return np.round(np.clip(values, 0.0, 1.0) * 255.0)
+
+
+def _levels16(values: np.ndarray) -> np.ndarray:
+    return np.round(np.clip(values, 0.0, 1.0) * 65535.0)
+
+
 def to_uint8(values: np.ndarray) -> np.ndarray:
-    return by_blocks(values, lambda v: np.round(np.clip(v, 0.0, 1.0) * 255.0), np.uint8)
+    return by_blocks(values, _levels8, np.uint8)
 
 
 def to_uint16(values: np.ndarray) -> np.ndarray:
-    return by_blocks(values, lambda v: np.round(np.clip(v, 0.0, 1.0) * 65535.0), np.uint16)
+    return by_blocks(values, _levels16, np.uint16)
 
 
 def write_map(path: Path, values: np.ndarray, format: str, encode=None) -> Path:
@@ -160,7 +168,7 @@ def write_map(path: Path, values: np.ndarray, format: str, encode=None) -> Path:
         return encode(block) if encode else block
 
     if format == "png16":  # quantised, and in OpenCV's BGR order, block by block
-        pixels = by_blocks(values, lambda v: _bgr(np.round(np.clip(as_stored(v), 0.0, 1.0) * 65535.0)), np.uint16)
+        pixels = by_blocks(values, lambda v: _bgr(_levels16(as_stored(v))), np.uint16)
         return write_image(path, pixels, bgr=True)
     values = by_blocks(values, as_stored, np.float32) if encode else np.ascontiguousarray(values, dtype=np.float32)
     if format == "exr":

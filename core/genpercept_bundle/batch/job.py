@@ -122,11 +122,11 @@ def read_frames(frames: list[Frame], pixel_cap: int | None = None):
     return readable, images, failures
 
 
-def predict_frames(frames: list[Frame], options: BatchOptions, progress=True, predictor=None) -> list[tuple[str, str]]:
+def predict_frames(frames: list[Frame], options: BatchOptions, progress=True) -> list[tuple[str, str]]:
     """The local engine: every frame in this process, ``batch_size`` at a time; returns the failures."""
     from tqdm import tqdm
 
-    predictor = predictor or FramePredictor(options)
+    predictor = FramePredictor(options)
     failures = []
     with tqdm(total=len(frames), unit="frame", desc="predicting", disable=None if progress else True) as bar:
         for start in range(0, len(frames), options.batch_size):

@@ -39,10 +39,11 @@ def batch_options(args):
     """The BatchOptions of parsed prediction options."""
     from ..batch.job import BatchOptions
 
-    return BatchOptions(args.out, tuple(args.task), args.model, args.format, args.processing_res,
-                        FLIP_AVERAGE_CHOICES[args.flip_average], args.normal_convention, args.raw, not args.no_preview,
-                        args.batch_size, args.device, args.dtype, args.vae, args.text_encoder, not args.offline,
-                        args.max_pixels)
+    return BatchOptions(out=args.out, tasks=tuple(args.task), model=args.model, format=args.format,
+                        processing_res=args.processing_res, flip_average=FLIP_AVERAGE_CHOICES[args.flip_average],
+                        convention=args.normal_convention, raw=args.raw, previews=not args.no_preview,
+                        batch_size=args.batch_size, device=args.device, dtype=args.dtype, vae=args.vae,
+                        text_encoder=args.text_encoder, allow_download=not args.offline, max_pixels=args.max_pixels)
 
 
 def add_task_option(command):

@@ -21,8 +21,8 @@ from safetensors.torch import load_file, save_file
 
 from ..atomic_files import atomic_path
 from ..errors import GenPerceptError
+from .folders import EMBEDDING_CACHE_NAME as CACHE_NAME
 
-CACHE_NAME = "empty_text_embed.safetensors"
 # GenPercept's own file, at a fixed commit of its repository, checked by its sha256 (a branch could change).
 OFFICIAL_COMMIT = "7cff083bee566e88f0c82259eb7c62c94dd1dca1"
 OFFICIAL_NPY_URL = (f"https://raw.githubusercontent.com/aim-uofa/GenPercept/{OFFICIAL_COMMIT}/"

@@ -24,7 +24,7 @@ from ..tasks import Task, embedding_kind
 from .settings import SETTINGS_NAME, ModelSettings
 
 WEIGHTS_NAME = "diffusion_pytorch_model.safetensors"
-EMBEDDING_CACHE_NAME = "empty_text_embed.safetensors"  # embedding.CACHE_NAME (that module needs torch)
+EMBEDDING_CACHE_NAME = "empty_text_embed.safetensors"  # the empty-text embedding cache (models/embedding.py)
 SHARD_INDEX_NAME = "diffusion_pytorch_model.safetensors.index.json"
 PICKLE_SUFFIXES = (".bin", ".ckpt", ".pt", ".pth", ".pkl", ".pickle")
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parent.parent / "default_model"
