@@ -13,6 +13,7 @@ from safetensors.torch import load_file
 from genpercept_bundle import GenPerceptError, GenPerceptPredictor, load_image
 from genpercept_bundle.models.weights import save_model
 from genpercept_bundle.models.folders import open_model_folder
+from genpercept_bundle.inference.methods import to_unit_range
 from genpercept_bundle.inference.processing import finish_prediction, processing_size, resize_rgb
 
 
@@ -76,7 +77,7 @@ def test_target_latent_is_minus_unet_output(tmp_path, tiny_model, photo):
     def decode_constant(sign):
         latent = sign * unet.conv_out.bias.view(1, 4, 1, 1).expand(1, 4, *latent_size) / predictor.vae.config.scaling_factor
         with torch.no_grad():
-            return finish_prediction(predictor.vae.decode(latent).sample, 1, depth.shape)[0, 0].numpy()
+            return finish_prediction(to_unit_range(predictor.vae.decode(latent).sample, 1), depth.shape)[0, 0].numpy()
 
     np.testing.assert_allclose(depth, decode_constant(-1), atol=1e-5)
     assert np.abs(depth - decode_constant(+1)).max() > 1e-2  # the sign is observable

@@ -108,11 +108,12 @@ def untrained_unet(data, base_model, task, out):
 def decoded_matte_errors(data, base_model, runs):
     """Matte MSE at the training size of each run's decoded prediction, and of the VAE's reconstruction of
     the true matte (the lower bound any UNet trained against this frozen VAE can reach)."""
+    from genpercept_bundle.inference.methods import to_unit_range
     from genpercept_bundle.inference.processing import finish_prediction
 
     truth, decoded = decoded_predictions(data, base_model, "matte", runs)
     alpha = (truth.targets["matte"] + 1) / 2
-    return {name: float(torch.mean((finish_prediction(maps, 1, alpha.shape[-2:]) - alpha) ** 2))
+    return {name: float(torch.mean((finish_prediction(to_unit_range(maps, 1), alpha.shape[-2:]) - alpha) ** 2))
             for name, maps in decoded.items()}
 
 

@@ -1,11 +1,17 @@
-"""Pre- and post-processing exactly as GenPercept v2's ``run.py`` does it.
+"""Pre- and post-processing exactly as each family's reference does it.
 
+GenPercept v2's ``run.py`` (style "genpercept"):
 - resize: longest side to ``processing_res`` with floor rounding, bilinear with
   antialiasing applied to the *uint8* tensor (what torchvision's ``resize`` does
   on a uint8 tensor), no padding; ``processing_res = 0`` keeps the native size;
 - normalise: rgb / 255 * 2 - 1;
 - finish: channel mean for scalar tasks, clip to [-1, 1], (x + 1) / 2, bilinear
   antialiased resize back to the input size, clip to [0, 1].
+
+E2E-FT's Marigold copy does the same. diffusers' Marigold pipelines (style "marigold"): normalise first, resize the
+float image (antialiased bilinear, longest side = h * res // max(h, w)), pad right/bottom to a multiple of 8 by
+replication; afterwards crop the padding and resize back with plain bilinear interpolation. Lotus (style "lotus"):
+normalise first, resize the float image as GenPercept does, no padding; back with nearest-exact.
 
 Flip averaging (ours, not the reference's): the photo and its mirror image are
 both predicted and the mirror's map, mirrored back, is averaged in.
@@ -50,7 +56,7 @@ def check_processing_size(height: int, width: int, processing_res: int):
 
 
 def resize_rgb(rgb: torch.Tensor, processing_res: int) -> torch.Tensor:
-    """uint8 [B,3,H,W] -> uint8 [B,3,h,w] (see module doc)."""
+    """uint8 (or float) [B,3,H,W] -> the same type [B,3,h,w] (see module doc)."""
     h, w = processing_size(*rgb.shape[-2:], processing_res)
     if (h, w) == tuple(rgb.shape[-2:]):
         return rgb
@@ -62,15 +68,42 @@ def normalise_rgb(rgb: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     return (rgb.float() / 255.0 * 2.0 - 1.0).to(dtype)
 
 
-def finish_prediction(decoded: torch.Tensor, channels: int, size: tuple[int, int]) -> torch.Tensor:
-    """Decoded [B,3,h',w'] in about [-1,1] -> float32 [B,C,H,W] in [0,1] at the input ``size``."""
-    prediction = decoded.float()
-    if channels == 1:
-        prediction = prediction.mean(dim=1, keepdim=True)  # [B,1,h',w']
-    prediction = (prediction.clip(-1.0, 1.0) + 1.0) / 2.0
-    if tuple(prediction.shape[-2:]) != tuple(size):
-        prediction = F.interpolate(prediction, size=size, mode="bilinear", align_corners=False, antialias=True)
-    return prediction.clamp_(0.0, 1.0)  # in place: at the input size this is the largest tensor
+def prepare_image(rgb: torch.Tensor, processing_res: int, style: str, dtype: torch.dtype):
+    """uint8 [B,3,H,W] -> (the model's input [B,3,h,w] in [-1, 1] in ``dtype``, (bottom, right) padding)."""
+    if style == "genpercept":
+        return normalise_rgb(resize_rgb(rgb, processing_res), dtype), (0, 0)
+    if style == "lotus":
+        return resize_rgb(rgb.float() / 127.5 - 1.0, processing_res).to(dtype), (0, 0)
+    from diffusers.pipelines.marigold.marigold_image_processing import MarigoldImageProcessor as Marigold
+
+    image = rgb.float() / 255.0 * 2.0 - 1.0
+    if processing_res != NATIVE:
+        image = Marigold.resize_to_max_edge(image, processing_res, "bilinear")
+    image, padding = Marigold.pad_image(image, 8)
+    return image.to(dtype), padding
+
+
+def finish_prediction(prediction: torch.Tensor, size: tuple[int, int], padding=(0, 0), style="genpercept", low=0.0):
+    """A map [B,C,h,w] in [``low``, 1] at the processing size -> float32 [B,C,H,W] in [``low``, 1] at the input
+    ``size``."""
+    prediction = prediction.float()
+    bottom, right = padding
+    prediction = prediction[..., :prediction.shape[-2] - bottom, :prediction.shape[-1] - right]
+    if tuple(prediction.shape[-2:]) != tuple(size) and style == "lotus":
+        prediction = F.interpolate(prediction, size=size, mode="nearest-exact")
+    elif tuple(prediction.shape[-2:]) != tuple(size):
+        prediction = F.interpolate(prediction, size=size, mode="bilinear", align_corners=False,
+                                   antialias=style != "marigold")
+    return prediction.clamp_(low, 1.0)  # in place: at the input size this is the largest tensor
+
+
+def finish_normals(normals: torch.Tensor, size: tuple[int, int], padding=(0, 0), style="marigold"):
+    """Normals as vectors [B,3,h,w] in [-1, 1] at the processing size -> (n + 1) / 2 [B,3,H,W] at the input ``size``:
+    resized as vectors, then normalised again (diffusers' Marigold) or clipped (E2E-FT's copy, style "genpercept")."""
+    normals = finish_prediction(normals.float(), size, padding, style, low=-1.0)
+    if style == "marigold":
+        normals = normals / normals.norm(dim=1, keepdim=True).clamp(min=1e-6)
+    return normals.add_(1.0).div_(2.0)
 
 
 def average_with_mirrored(prediction: torch.Tensor, mirrored: torch.Tensor, task) -> torch.Tensor:

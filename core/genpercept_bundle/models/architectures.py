@@ -1,5 +1,5 @@
-"""UNet and VAE configurations we know, and a writer of random-init checkpoints
-in the exact layout of the GenPercept release.
+"""UNet and VAE configurations we know, and writers of random-init checkpoints in the exact layout of each
+family's release (GenPercept's genpercept-models; the diffusers pipeline folders of Marigold, E2E-FT and Lotus).
 
 The SD2.1 configs are the ones the released ``unet_*_v2`` / ``vae`` folders use.
 Random checkpoints let tests and benchmarks exercise the real loading and
@@ -96,7 +96,12 @@ SMALL_VAE = {
     "sample_size": 256,
 }
 
-ARCHITECTURES = {"sd21": (SD21_UNET, SD2_VAE), "small": (SMALL_UNET, SMALL_VAE), "tiny": (TINY_UNET, TINY_VAE)}
+# The smallest UNet with SD2.1's four up blocks, which GenPercept's DPT head reads.
+TINY4_UNET = {**SMALL_UNET, "attention_head_dim": [2, 4, 4, 4], "block_out_channels": [16, 32, 32, 32],
+              "cross_attention_dim": 32, "norm_num_groups": 8}
+
+ARCHITECTURES = {"sd21": (SD21_UNET, SD2_VAE), "small": (SMALL_UNET, SMALL_VAE), "tiny": (TINY_UNET, TINY_VAE),
+                 "tiny4": (TINY4_UNET, TINY_VAE)}
 
 
 def write_random_checkpoint(
@@ -132,3 +137,128 @@ def write_random_checkpoint(
         dim = unet_config["cross_attention_dim"]
         save_embedding_cache(folder, {"v2": torch.randn(1, 2, dim), "v1": torch.randn(1, 77, dim)})
     return folder
+
+
+def write_random_dpt_checkpoint(folder, architecture="tiny4", seed=0, vae_dtype=torch.float16, embedding=True):
+    """GenPercept's DPT-head release layout (guangkaixu/genpercept-disparity-dpt-head): ``unet_disparity_dpt_head_v2/``
+    (an SD2.1-config UNet saved without conv_norm_out/conv_out), ``dpt_head_identity/model.safetensors`` (no
+    config), ``vae/`` and ``model_index.json``."""
+    from safetensors.torch import save_file
+
+    from .dpt_head import HEAD_FOLDER, HEAD_WEIGHTS, DPTHead, without_output_layers
+
+    folder = Path(folder)
+    unet_config, vae_config = ARCHITECTURES[architecture]
+    torch.manual_seed(seed)
+    unet = UNet2DConditionModel.from_config(unet_config)
+    save_model(without_output_layers(unet), folder / "unet_disparity_dpt_head_v2")
+    head = DPTHead(tuple(unet_config["block_out_channels"]))
+    (folder / HEAD_FOLDER).mkdir(parents=True, exist_ok=True)
+    save_file({k: v.contiguous() for k, v in head.state_dict().items()}, folder / HEAD_FOLDER / HEAD_WEIGHTS)
+    save_model(AutoencoderKL.from_config(vae_config), folder / "vae", vae_dtype)
+    (folder / "model_index.json").write_text(
+        json.dumps({"_class_name": "GenPerceptPipeline", "_diffusers_version": "0.24.0",
+                    "unet": ["diffusers", "UNet2DConditionModel"], "vae": ["diffusers", "AutoencoderKL"]}, indent=2))
+    if embedding:
+        from .embedding import save_embedding_cache
+
+        save_embedding_cache(folder, {"v2": torch.randn(1, 2, unet_config["cross_attention_dim"])})
+    return folder
+
+
+# The released pipeline folders' configs (the parts that matter to the families; models/families.py reads them).
+_SD2_V_PREDICTION = {"beta_end": 0.012, "beta_schedule": "scaled_linear", "beta_start": 0.00085, "clip_sample": False,
+                     "num_train_timesteps": 1000, "prediction_type": "v_prediction", "set_alpha_to_one": False,
+                     "steps_offset": 1, "thresholding": False}
+PIPELINE_LAYOUTS = {
+    # prs-eth/marigold-depth-v1-1 and -normals-v1-1: zero-SNR betas, trailing timesteps, 4 steps by default
+    "marigold": ({"_class_name": "MarigoldDepthPipeline", "prediction_type": "depth", "default_denoising_steps": 4,
+                  "default_processing_resolution": 768, "scale_invariant": True, "shift_invariant": True},
+                 {"_class_name": "DDIMScheduler", **_SD2_V_PREDICTION, "rescale_betas_zero_snr": True,
+                  "timestep_spacing": "trailing"}, {"in_channels": 8}),
+    # prs-eth/marigold-depth-lcm-v1-0
+    "marigold-lcm": ({"_class_name": "MarigoldDepthPipeline", "prediction_type": "depth", "default_denoising_steps": 1,
+                      "default_processing_resolution": 768, "scale_invariant": True, "shift_invariant": True},
+                     {"_class_name": "LCMScheduler", **_SD2_V_PREDICTION, "set_alpha_to_one": True,
+                      "original_inference_steps": 50, "timestep_scaling": 10.0, "timestep_spacing": "leading"},
+                     {"in_channels": 8}),
+    # GonzaloMG/marigold-e2e-ft-depth: a StableDiffusionPipeline folder with Marigold's 8-channel UNet
+    "e2e-ft": ({"_class_name": "StableDiffusionPipeline"},
+               {"_class_name": "DDIMScheduler", **_SD2_V_PREDICTION, "timestep_spacing": "trailing"},
+               {"in_channels": 8}),
+    # jingheya/lotus-depth-g-v1-0 / -d-v1-0: SD2-base UNets with a 4-dim projection class embedding
+    "lotus-g": ({"_class_name": "LotusGPipeline"},
+                {"_class_name": "DDPMScheduler", **_SD2_V_PREDICTION, "prediction_type": "epsilon"},
+                {"in_channels": 8, "class_embed_type": "projection", "projection_class_embeddings_input_dim": 4}),
+    "lotus-d": ({"_class_name": "LotusDPipeline"},
+                {"_class_name": "DDPMScheduler", **_SD2_V_PREDICTION, "prediction_type": "epsilon"},
+                {"in_channels": 4, "class_embed_type": "projection", "projection_class_embeddings_input_dim": 4}),
+}
+
+
+def write_random_pipeline(folder, family="marigold", task="depth", architecture="tiny", seed=0, vae_dtype=torch.float32,
+                          unet_dtype=torch.float32, embedding=True):
+    """Write a random-init model in ``family``'s released diffusers pipeline layout: model_index.json, unet/,
+    vae/, scheduler/scheduler_config.json (and, with ``embedding=True``, our cached empty-text embedding instead of
+    the text_encoder/ + tokenizer/ a release holds). ``task``: "depth", "normal" or "disparity". Returns the folder."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    index, scheduler, unet_changes = PIPELINE_LAYOUTS[family]
+    unet_config, vae_config = ARCHITECTURES[architecture]
+    if index["_class_name"].startswith("Marigold"):
+        kind = {"normal": "normals"}.get(task, task)
+        index = {**index, "prediction_type": kind}
+        if kind == "normals":
+            index = {**index, "_class_name": "MarigoldNormalsPipeline", "use_full_z_range": True}
+            index = {k: v for k, v in index.items() if not k.endswith("_invariant")}
+    torch.manual_seed(seed)
+    save_model(UNet2DConditionModel.from_config({**unet_config, **unet_changes}), folder / "unet", unet_dtype)
+    save_model(AutoencoderKL.from_config(vae_config), folder / "vae", vae_dtype)
+    components = {"unet": ["diffusers", "UNet2DConditionModel"], "vae": ["diffusers", "AutoencoderKL"],
+                  "scheduler": ["diffusers", scheduler["_class_name"]], "text_encoder": ["transformers", "CLIPTextModel"],
+                  "tokenizer": ["transformers", "CLIPTokenizer"]}
+    (folder / "model_index.json").write_text(json.dumps({**index, "_diffusers_version": "0.31.0", **components},
+                                                        indent=2))
+    (folder / "scheduler").mkdir(exist_ok=True)
+    (folder / "scheduler" / "scheduler_config.json").write_text(json.dumps(scheduler, indent=2))
+    if embedding:
+        from .embedding import save_embedding_cache
+
+        save_embedding_cache(folder, {"v2": torch.randn(1, 2, unet_config["cross_attention_dim"])})
+    return folder
+
+
+# CompVis/stable-diffusion-v1-4's scheduler_config.json (DMP builds its DDIM from it)
+SD14_SCHEDULER = {"_class_name": "PNDMScheduler", "beta_end": 0.012, "beta_schedule": "scaled_linear",
+                  "beta_start": 0.00085, "num_train_timesteps": 1000, "set_alpha_to_one": False, "skip_prk_steps": True,
+                  "steps_offset": 1, "trained_betas": None, "clip_sample": False}
+
+
+def write_random_dmp(folder, base, task="depth", architecture="tiny", seed=0, rank=4, embedding=True):
+    """A DMP checkpoint folder (``<task>-...-notext/pytorch_lora_weights.safetensors``: rank-4 LoRA weights in
+    diffusers' old attention-processor keys, as DMP's ``save_attn_procs`` wrote them) and a random Stable Diffusion
+    base in the diffusers layout (unet/, vae/, scheduler/). Returns (checkpoint folder, base folder)."""
+    from safetensors.torch import save_file
+
+    folder, base = Path(folder), Path(base)
+    unet_config, vae_config = ARCHITECTURES[architecture]
+    torch.manual_seed(seed)
+    unet = UNet2DConditionModel.from_config(unet_config)
+    save_model(unet, base / "unet")
+    save_model(AutoencoderKL.from_config(vae_config), base / "vae")
+    (base / "scheduler").mkdir(parents=True, exist_ok=True)
+    (base / "scheduler" / "scheduler_config.json").write_text(json.dumps(SD14_SCHEDULER, indent=2))
+    lora = {}
+    for name, module in unet.named_modules():
+        if name.endswith(("attn1", "attn2")):
+            for projection, layer in (("to_q", module.to_q), ("to_k", module.to_k), ("to_v", module.to_v),
+                                      ("to_out", module.to_out[0])):
+                lora[f"{name}.processor.{projection}_lora.down.weight"] = torch.randn(rank, layer.in_features) * 0.1
+                lora[f"{name}.processor.{projection}_lora.up.weight"] = torch.randn(layer.out_features, rank) * 0.1
+    folder.mkdir(parents=True, exist_ok=True)
+    save_file(lora, folder / "pytorch_lora_weights.safetensors")
+    if embedding:
+        from .embedding import save_embedding_cache
+
+        save_embedding_cache(base, {"v1": torch.randn(1, 77, unet_config["cross_attention_dim"])})
+    return folder, base

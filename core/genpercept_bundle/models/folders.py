@@ -13,14 +13,14 @@ A model folder follows the released layout::
 model. Standard library only (huggingface_hub is imported for a download).
 """
 
-import json
 import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import GenPerceptError
-from ..tasks import Task, embedding_kind
+from ..tasks import DEFAULT_TASKS, TASKS, Task, embedding_kind, get_task
+from .families import DMP_WEIGHTS, FAMILIES, Family, detect_family, lora_task, pipeline_task, read_json
 from .settings import SETTINGS_NAME, ModelSettings
 
 WEIGHTS_NAME = "diffusion_pytorch_model.safetensors"
@@ -38,9 +38,13 @@ def models_dir() -> Path:
 
 
 def is_model_folder(path) -> bool:
-    """Whether ``path`` looks like a model in the released layout: a vae/ and at least one unet_<task>/."""
+    """Whether ``path`` looks like a model folder: GenPercept's vae/ + unet_<task>/, or a diffusers pipeline's
+    model_index.json with unet/ and vae/."""
     path = Path(path)
-    return (path / "vae").is_dir() and any(p.is_dir() for p in path.glob("unet_*"))
+    if any((path / name).is_file() for name in DMP_WEIGHTS):
+        return True
+    return (path / "vae").is_dir() and (any(p.is_dir() for p in path.glob("unet_*")) or (
+        (path / "model_index.json").is_file() and (path / "unet").is_dir()))
 
 
 @dataclass
@@ -48,8 +52,28 @@ class ModelFolder:
     path: Path
     source: str  # what the user asked for: a path, a hub id or "default"
     settings: ModelSettings = field(default_factory=ModelSettings)
+    family: Family = FAMILIES["genpercept"]
+    base: Path | None = None  # DMP: the Stable Diffusion folder its LoRA goes onto
+
+    @property
+    def pipeline_task(self) -> str | None:
+        """The one task of a diffusers pipeline folder (Marigold, E2E-FT, Lotus) or a DMP checkpoint; None for
+        GenPercept's layout, which holds a UNet per task."""
+        if self.family.layout == "genpercept":
+            return None
+        return lora_task(self.path) if self.family.name == "dmp" else pipeline_task(self.path)
+
+    @property
+    def vae_folder(self) -> Path:
+        return (self.base or self.path) / "vae"
 
     def unet_folder(self, task: Task) -> Path:
+        """The folder of the weights that make ``task``'s model (for DMP: its LoRA)."""
+        if self.pipeline_task is not None:
+            if get_task(task).name != self.pipeline_task:
+                raise GenPerceptError(f"model {self.source!r} is a {self.family.title} {self.pipeline_task} model; "
+                                      f"it cannot predict {get_task(task).name}")
+            return self.path if self.family.name == "dmp" else self.path / "unet"
         for name in task.unet_folders:
             if (self.path / name).is_dir():
                 return self.path / name
@@ -59,18 +83,57 @@ class ModelFolder:
             f"{' or '.join(task.unet_folders)} in {self.path} (found: {', '.join(present) or 'no unet folders'})"
         )
 
+    @property
+    def default_tasks(self) -> list[str]:
+        """What the front ends predict when not told: depth, normal and matte where the model has them (the embedded
+        model, the GenPercept release), else every task it has (a Marigold or DPT-head model: its one task)."""
+        available = self.available_tasks(TASKS.values())
+        return [task for task in DEFAULT_TASKS if task in available] or available
+
     def embedding_kind(self, task: Task) -> str:
         return embedding_kind(self.unet_folder(task).name)
 
     def available_tasks(self, tasks) -> list[str]:
+        if self.pipeline_task is not None:
+            return [self.pipeline_task]
         return [t.name for t in tasks if any((self.path / n).is_dir() for n in t.unet_folders)]
 
 
-def open_model_folder(model=None, tasks=(), allow_download=True, download_root=None) -> ModelFolder:
+def open_model_folder(model=None, tasks=(), allow_download=True, download_root=None, base=None) -> ModelFolder:
     """Resolve ``model`` (folder, hub id or None for the default) to a ModelFolder.
 
     Hub ids are looked for, and downloaded to, ``download_root/<owner>--<name>``
-    (default: ``models_dir()``)."""
+    (default: ``models_dir()``). ``base``: for a DMP checkpoint, the Stable Diffusion v1.4 folder (or hub id) its
+    LoRA goes onto."""
+    folder = _open_model_folder(model, tasks, allow_download, download_root)
+    if folder.family.name == "dmp":
+        folder.base = _base_folder(base, allow_download, download_root)
+    return folder
+
+
+def _base_folder(base, allow_download, download_root) -> Path:
+    if base is None:
+        raise GenPerceptError("a DMP checkpoint is a LoRA for Stable Diffusion v1.4: pass its base with --base (a "
+                              "diffusers folder with unet/, vae/, scheduler/, text_encoder/ and tokenizer/, or the hub "
+                              "id CompVis/stable-diffusion-v1-4)")
+    path = Path(base).expanduser()
+    if not path.is_dir() and HUB_ID.match(str(base)):
+        path = Path(download_root or models_dir()) / str(base).replace("/", "--")
+        if not (path / "unet").is_dir():
+            if not allow_download:
+                raise GenPerceptError(f"{base} is not downloaded: put its unet/, vae/ and scheduler/ into {path}")
+            _download(str(base), path, ["unet/config.json", "unet/*.safetensors", "vae/config.json",
+                                        "vae/*.safetensors", "scheduler/scheduler_config.json",
+                                        "text_encoder/config.json", "text_encoder/*.safetensors", "tokenizer/*"],
+                      f"unet/, vae/ and scheduler/ into {path}")
+    missing = [name for name in ("unet", "vae", "scheduler") if not (path / name).is_dir()]
+    if missing:
+        raise GenPerceptError(f"the DMP base {base} has no {', '.join(missing)}/ folder: it must be a diffusers Stable "
+                              "Diffusion v1.4 folder (CompVis/stable-diffusion-v1-4)")
+    return path
+
+
+def _open_model_folder(model, tasks, allow_download, download_root) -> ModelFolder:
     if model is None or model == "default":
         if not (DEFAULT_MODEL_DIR / "vae").is_dir():
             raise GenPerceptError(
@@ -89,8 +152,9 @@ def open_model_folder(model=None, tasks=(), allow_download=True, download_root=N
         if not is_model_folder(path):
             found = ", ".join(sorted(p.name for p in path.iterdir())[:8]) or "nothing"
             raise GenPerceptError(
-                f"{model} is not a GenPercept model folder: expected unet_<task>_v2/ and vae/ subfolders "
-                f"(as in guangkaixu/genpercept-models), found {found}"
+                f"{model} is not a model folder: expected unet_<task>_v2/ and vae/ subfolders (as in "
+                "guangkaixu/genpercept-models), or a diffusers pipeline folder with model_index.json, unet/ and vae/ "
+                f"(Marigold, E2E-FT, Lotus), or a DMP checkpoint with pytorch_lora_weights.safetensors, found {found}"
             )
         return _with_settings(path, str(model))
     if HUB_ID.match(str(model)) and not str(model).startswith((".", "~")):
@@ -100,7 +164,14 @@ def open_model_folder(model=None, tasks=(), allow_download=True, download_root=N
 
 
 def _with_settings(path: Path, source: str) -> ModelFolder:
-    return ModelFolder(path, source, ModelSettings.of_folder(path))
+    family = detect_family(path)
+    settings = ModelSettings.of_folder(path)
+    if family.name == "dmp" and not (path / SETTINGS_NAME).is_file():
+        settings = ModelSettings(default_processing_resolution=512)  # DMP was trained at 512 x 512
+    elif family.layout == "pipeline" and not (path / SETTINGS_NAME).is_file():
+        index = read_json(path / "model_index.json")
+        settings = ModelSettings(default_processing_resolution=int(index.get("default_processing_resolution") or 768))
+    return ModelFolder(path, source, settings, family)
 
 
 def _hub_folder(repo_id: str, local: Path, tasks, allow_download: bool) -> Path:
@@ -111,19 +182,25 @@ def _hub_folder(repo_id: str, local: Path, tasks, allow_download: bool) -> Path:
     expected = ", ".join(f"{folder}/config.json + {folder}/{WEIGHTS_NAME}" for folder in folders)
     if not allow_download:
         raise GenPerceptError(f"model {repo_id} is not downloaded: put {expected} into {local}")
+    _download(repo_id, local, needed, f"{expected} into {local}")
+    if not _has_task_files(local, tasks):
+        raise GenPerceptError(f"{repo_id} has no weights for {', '.join(t.name for t in tasks)} in the GenPercept layout")
+    return local
+
+
+def _download(repo_id: str, local: Path, patterns: list[str], what: str):
+    """Download the files of ``repo_id`` matching ``patterns`` into ``local``; ``what`` says what to put where when
+    the machine is offline."""
     try:
         from huggingface_hub import snapshot_download
 
         # HF_ENDPOINT (a mirror of the hub) is read here, not when huggingface_hub was first imported
-        snapshot_download(repo_id, local_dir=local, allow_patterns=needed, endpoint=os.environ.get("HF_ENDPOINT"))
+        snapshot_download(repo_id, local_dir=local, allow_patterns=patterns, endpoint=os.environ.get("HF_ENDPOINT"))
     except Exception as exc:  # offline, unknown repo, gated, disk full: all end the same way for the user
         raise GenPerceptError(
-            f"could not download {repo_id} ({type(exc).__name__}); on an offline machine put {expected} "
-            f"into {local}, or use a local model folder that holds them"
+            f"could not download {repo_id} ({type(exc).__name__}); on an offline machine put {what}, or use a local "
+            "model folder that holds them"
         ) from exc
-    if not _has_task_files(local, tasks):
-        raise GenPerceptError(f"{repo_id} has no weights for {', '.join(t.name for t in tasks)} in the GenPercept layout")
-    return local
 
 
 def _hub_patterns(tasks) -> list[str]:
@@ -132,18 +209,16 @@ def _hub_patterns(tasks) -> list[str]:
     for task in tasks:
         for name in task.unet_folders:
             patterns += [f"{name}/config.json", f"{name}/*.safetensors", f"{name}/*.safetensors.index.json"]
-    return patterns
+    # a diffusers pipeline (Marigold, E2E-FT, Lotus) holds one task; its text encoder gives the empty-text embedding
+    for name in ("unet", "text_encoder"):
+        patterns += [f"{name}/config.json", f"{name}/*.safetensors", f"{name}/*.safetensors.index.json"]
+    return patterns + ["scheduler/scheduler_config.json", "tokenizer/*"]
 
 
 def _has_task_files(folder: Path, tasks) -> bool:
     def complete(sub):
         return (sub / "config.json").is_file() and any(sub.glob("*.safetensors"))
 
+    if (folder / "model_index.json").is_file() and (folder / "unet").is_dir():
+        return complete(folder / "vae") and complete(folder / "unet")
     return complete(folder / "vae") and all(any(complete(folder / n) for n in t.unet_folders) for t in tasks)
-
-
-def read_json(path: Path) -> dict:
-    try:
-        return json.loads(Path(path).read_text())
-    except (OSError, ValueError) as exc:
-        raise GenPerceptError(f"cannot read {path}: {exc}") from exc

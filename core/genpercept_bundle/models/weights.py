@@ -51,8 +51,11 @@ def _inside(folder: Path, name: str) -> Path:
     return path
 
 
-def load_model(model_class, folder: Path, dtype: torch.dtype, device):
-    """Build ``model_class`` from ``folder/config.json`` and load its weights strictly."""
+def load_model(model_class, folder: Path, dtype: torch.dtype, device, in_channels=(4,), adapt=None, ignore=()):
+    """Build ``model_class`` from ``folder/config.json`` and load its weights strictly. A UNet must take one of
+    ``in_channels`` (GenPercept: the 4-channel photo latent; Marigold's family: 8, photo and prediction latents).
+    ``adapt(model)`` changes the built model before loading (e.g. removes layers a variant does without); weights
+    whose names start with one of ``ignore`` are left out (layers the variant's files may or may not hold)."""
     config_file = folder / "config.json"
     if not config_file.is_file():
         raise GenPerceptError(f"{folder} has no config.json; is it a diffusers {model_class.__name__} folder?")
@@ -62,10 +65,12 @@ def load_model(model_class, folder: Path, dtype: torch.dtype, device):
     declared = config.get("_class_name", model_class.__name__)
     if declared != model_class.__name__:
         raise GenPerceptError(f"{config_file} describes a {declared}, expected a {model_class.__name__}")
-    if model_class is UNet2DConditionModel and (config.get("in_channels"), config.get("out_channels")) != (4, 4):
+    if model_class is UNet2DConditionModel and (config.get("in_channels") not in in_channels
+                                                 or config.get("out_channels") != 4):
         raise GenPerceptError(
-            f"{folder} is a UNet with {config.get('in_channels')} input channels; GenPercept UNets take the "
-            "4-channel RGB latent only (Marigold-style 8-channel checkpoints are a different method)"
+            f"{folder} is a UNet with {config.get('in_channels')} input and {config.get('out_channels')} output "
+            f"channels; this model family's UNets take {' or '.join(map(str, in_channels))} and give 4 (is the folder "
+            "of another family, or damaged?)"
         )
     state = load_state_dict(folder)
     damaged = [name for name, t in state.items() if t.is_floating_point() and not torch.isfinite(t).all()]
@@ -73,10 +78,12 @@ def load_model(model_class, folder: Path, dtype: torch.dtype, device):
         raise GenPerceptError(f"the weights in {folder} hold NaN or infinite values ({', '.join(damaged[:3])}"
                               f"{', ...' if len(damaged) > 3 else ''}): the file is damaged or the training diverged; "
                               "re-download or retrain it")
-    state = {name: t.to(dtype) if t.is_floating_point() else t for name, t in state.items()}
+    state = {name: t.to(dtype) if t.is_floating_point() else t for name, t in state.items()
+             if not (ignore and name.startswith(tuple(ignore)))}
     try:
         with torch.device("meta"):  # built without memory: a config asking for huge layers costs nothing here
             model = model_class.from_config(config)
+            model = adapt(model) if adapt else model
     except Exception as exc:  # diffusers raises many kinds for a config it cannot build
         raise GenPerceptError(f"{config_file} is not a valid {model_class.__name__} config ({type(exc).__name__}: "
                               f"{str(exc)[:200]}); re-download the model") from exc

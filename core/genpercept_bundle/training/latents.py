@@ -13,7 +13,7 @@ from safetensors.torch import save_file
 from ..atomic_files import atomic_path
 from ..data.augmentation import augment_sample
 from ..data.dataset import read_sample, read_settings, sample_ids
-from ..inference.method import encode_image
+from ..inference.methods import encode_image
 from ..inference.processing import normalise_rgb
 from .config import TrainConfig
 from .targets import TrainingSet, channels_first, fit_to_size, target_of

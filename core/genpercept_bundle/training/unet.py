@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from diffusers import AutoencoderKL, UNet2DConditionModel
 
-from ..inference.method import OneStepPerceiver
+from ..inference.methods import OneStepPerceiver
 from ..models.architectures import ARCHITECTURES
 from ..models.embedding import resolve_embedding
 from ..models.settings import ModelSettings
@@ -53,7 +53,7 @@ def train_unet(dataset, task: str, vae_folder, out: Path, config: TrainConfig, i
     unet = _trainable_unet(config, init_unet, architecture, device)
     model_dir = Path(embedding_model) if embedding_model else Path(vae_folder).parent
     embedding, _ = resolve_embedding(model_dir, "v2", _base(unet).config.cross_attention_dim)
-    method = OneStepPerceiver(vae, ModelSettings.of_folder(model_dir).timestep)
+    timestep = ModelSettings.of_folder(model_dir).timestep
 
     data = TrainingSet(dataset, "train", [task.name], config.width, config.height, limit=scenes)
     log(f"{task.name}: {len(data)} training samples at {config.width}x{config.height}")
@@ -63,8 +63,8 @@ def train_unet(dataset, task: str, vae_folder, out: Path, config: TrainConfig, i
     target_latents = None
     if not resume or saved_step(checkpoint_dir) < config.latent_steps:
         target_latents = _target_latents(dataset, task, vae, data, config, device, log)
-    batch_loss = _batch_loss(task, method, processes.prepare(unet), embedding.to(device), data, latents,
-                             target_latents, config, processes)
+    method = OneStepPerceiver(vae, processes.prepare(unet), embedding.to(device), task, timestep)
+    batch_loss = _batch_loss(task, method, data, latents, target_latents, config, processes)
     optimizer = torch.optim.Adam([p for p in unet.parameters() if p.requires_grad], lr=config.lr)
     optimise(task.name, unet, optimizer, config, batch_loss, checkpoint_dir, resume, log, progress_line, processes)
     final = unet.merge_and_unload() if config.lora_rank else unet
@@ -104,13 +104,13 @@ def _target_latents(dataset, task, vae, data: TrainingSet, config: TrainConfig, 
     return encoded
 
 
-def _batch_loss(task, method, unet, embedding, data: TrainingSet, latents, target_latents, config: TrainConfig,
+def _batch_loss(task, method, data: TrainingSet, latents, target_latents, config: TrainConfig,
                 processes: Processes):
     """``batch_loss(generator, step)`` for ``optimise``: a random batch, half of it mirrored (this process's share of
     it); the latent stage's MSE on the target latent, then the task's loss on the decoded map."""
     photos, mirrored = latents
     targets, masks = data.targets[task.name], data.masks[task.name]
-    device = embedding.device
+    device = method.embedding.device
 
     def batch_loss(generator, step):
         index = torch.randint(0, len(data), (config.batch_size,), generator=generator)
@@ -130,10 +130,10 @@ def _batch_loss(task, method, unet, embedding, data: TrainingSet, latents, targe
                 rgb_latent = torch.where(pick, target_latents["copy_photos"][pool], rgb_latent)
                 truth = torch.where(pick, target_latents["copy_targets"][pool], truth)
         with autocast(config):
-            target_latent = method.perceive(unet, rgb_latent.to(device), embedding)
+            target_latent = method.perceive(rgb_latent.to(device))
             if in_latent_stage:
                 return F.mse_loss(target_latent.float(), truth.to(device))
-            decoded = method.decode(target_latent)  # frozen decoder, gradients flow through
+            decoded = method.decode_latent(target_latent)  # frozen decoder, gradients flow through
         target, mask = flip_batch(targets[index], masks[index], flip, task)
         return task_loss(task, decoded.float(), target.to(device), mask.to(device))
 
