@@ -7,6 +7,7 @@ number (ComfyUI: ``<prefix>_<frame:05d>``)::
     <stem>_<task>.json            sidecar: source, provenance, what the file's values mean, the files written
     <stem>_depth_preview.png      8-bit previews (turbo-coloured depth, colour-encoded normals, grey maps)
     <stem>_depth_controlnet.png   depth as near = bright, what ControlNet depth models take
+    <stem>_<task>_uncertainty.*   with an ensemble (Marigold...): how much its members disagreed, >= 0
 
 Encodings: ``npy`` and ``exr`` store float32 in the documented convention (see conventions.py);
 ``png16`` stores round(value x 65535), normals colour-encoded as (n + 1) / 2 (green flipped for
@@ -46,6 +47,10 @@ def map_path(folder: Path, stem: str, task: str, format: str) -> Path:
     return Path(folder) / f"{stem}_{get_task(task).name}{SUFFIXES[format]}"
 
 
+def uncertainty_path(folder: Path, stem: str, task: str, format: str) -> Path:
+    return Path(folder) / f"{stem}_{get_task(task).name}_uncertainty{SUFFIXES[format]}"
+
+
 def file_values(task: str, format: str, convention: str = "opengl", raw: bool = False) -> str:
     """What the numbers in a map file mean, as the sidecar says it."""
     task = get_task(task)
@@ -70,15 +75,21 @@ def file_encoding(task: str, format: str, convention: str = "opengl"):
 
 
 def save_maps(folder: Path, stem: str, task: str, maps: np.ndarray, format: str, metadata: dict,
-              convention: str = "opengl", raw: np.ndarray | None = None, previews: bool = True) -> list[Path]:
+              convention: str = "opengl", raw: np.ndarray | None = None, previews: bool = True,
+              uncertainty: np.ndarray | None = None) -> list[Path]:
     """Write one image's map of ``task`` in the documented convention (or ``raw``, the network's output, instead),
-    its previews (always of ``maps``) and its sidecar; ``metadata`` (source, provenance...) goes into the sidecar
-    and the previews. Returns the files written, the sidecar last."""
+    its ``uncertainty`` map when there is one, its previews (always of ``maps``) and its sidecar; ``metadata``
+    (source, provenance...) goes into the sidecar and the previews. Returns the files written, the sidecar last."""
     task = get_task(task).name
     path = map_path(folder, stem, task, format)
     written = [write_map(path, maps, format, file_encoding(task, format, convention)) if raw is None
                else write_map(path, raw, format)]
     meta = {**metadata, "file_values": file_values(task, format, convention, raw is not None)}
+    if uncertainty is not None:
+        written.append(write_map(uncertainty_path(folder, stem, task, format),
+                                 np.clip(uncertainty, 0.0, 1.0) if format == "png16" else uncertainty, format))
+        meta["uncertainty_values"] = ("spread of the ensemble's members: median absolute deviation in map units "
+                                      "(depth, disparity) or mean angle to the merged normal / pi (normals); 0 = agree")
     if previews:
         written += write_previews(folder, stem, task, maps, convention, meta)
     meta["files"] = [p.name for p in written]
@@ -90,9 +101,10 @@ def save_prediction(folder: Path, stem: str, source: str, prediction, format: st
                     raw: bool = False, previews: bool = True, index: int = 0) -> list[Path]:
     """``save_maps`` for item ``index`` of a predictor's ``Prediction`` of the photo ``source``: what ``genpercept
     predict`` and ``genpercept batch`` write for every image."""
+    uncertainty = None if prediction.uncertainty is None else prediction.uncertainty[index]
     return save_maps(folder, stem, prediction.task, prediction.maps[index], format,
                      {"source": str(source), **prediction.provenance}, convention,
-                     raw=prediction.raw[index] if raw else None, previews=previews)
+                     raw=prediction.raw[index] if raw else None, previews=previews, uncertainty=uncertainty)
 
 
 def maps_complete(folder: Path, stem: str, tasks) -> bool:

@@ -104,7 +104,7 @@ def test_bad_image_among_good_ones(tiny_model, photo, tmp_path, capsys):
 @pytest.mark.parametrize("case,pattern", [
     ("missing_input", "does not exist"),
     ("pickle_model", "pickle checkpoint, which is never loaded"),
-    ("wrong_layout", "not a GenPercept model folder"),
+    ("wrong_layout", "is not a model folder"),
     ("no_embedding", "no empty-text embedding"),
     ("same_stem", "would write the same output names"),
     ("bad_task", "unknown task 'albedo'"),

@@ -8,7 +8,7 @@ sidecars (written last) and every file they list exist; a rerun skips it.
 import fcntl
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +16,7 @@ import numpy as np
 from ..atomic_files import check_writable_folder, remove_partial_files
 from ..errors import GenPerceptError, OutputError
 from ..map_files import maps_complete, save_prediction
-from ..tasks import DEFAULT_TASKS, get_task
+from ..tasks import get_task
 from .frames import Frame, load_frame
 
 LOCK_NAME = ".genpercept-batch.lock"
@@ -27,7 +27,7 @@ class BatchOptions:
     """What to predict and how to save it (the options of ``genpercept predict``)."""
 
     out: Path
-    tasks: tuple[str, ...] = DEFAULT_TASKS
+    tasks: tuple[str, ...] | None = None  # None: the model's (the embedded model: depth, normal, matte)
     model: str | None = None
     format: str = "png16"
     processing_res: int | None = None
@@ -42,11 +42,31 @@ class BatchOptions:
     text_encoder: str | None = None
     allow_download: bool = True
     max_pixels: int | None = None  # the largest photo read (None: images.max_pixels())
+    base: str | None = None  # DMP: the Stable Diffusion folder its LoRA goes onto
+    steps: int | None = None  # models that denoise (Marigold, DMP...): None = the model's default
+    ensemble_size: int = 1  # models that start from noise: maps merged, with an uncertainty map
+    seed: int = 0
 
     def __post_init__(self):
-        object.__setattr__(self, "tasks", tuple(dict.fromkeys(get_task(t).name for t in self.tasks)))
+        if self.tasks is not None:
+            object.__setattr__(self, "tasks", tuple(dict.fromkeys(get_task(t).name for t in self.tasks)))
         if self.batch_size < 1:
             raise GenPerceptError(f"batch size must be at least 1, got {self.batch_size}")
+
+    def with_model_tasks(self) -> "BatchOptions":
+        """These options with ``tasks`` filled in from the model when none were asked for."""
+        if self.tasks is not None:
+            return self
+        from ..models.folders import open_model_folder
+
+        folder = open_model_folder(self.model, (), self.allow_download, base=self.base)
+        return replace(self, tasks=tuple(folder.default_tasks))
+
+    @property
+    def sampling(self):
+        from ..inference.predictor import SamplingOptions
+
+        return SamplingOptions(self.steps, self.ensemble_size, self.seed)
 
 
 @dataclass
@@ -74,10 +94,10 @@ class FramePredictor:
     def __init__(self, options: BatchOptions):
         from ..inference.predictor import GenPerceptPredictor
 
-        self.options = options
+        self.options = options = options.with_model_tasks()
         self.predictor = GenPerceptPredictor.from_pretrained(
             options.model, options.tasks, device=options.device, dtype=options.dtype, vae=options.vae,
-            text_encoder=options.text_encoder, allow_download=options.allow_download)
+            text_encoder=options.text_encoder, allow_download=options.allow_download, base=options.base)
 
     def save(self, frames: list[Frame], images: list[np.ndarray]) -> list[str]:
         reasons, start = [], 0
@@ -96,7 +116,8 @@ class FramePredictor:
         try:
             for _, prediction in self.predictor.iter_predictions(np.stack(images), options.tasks,
                                                                  options.processing_res, options.batch_size,
-                                                                 flip_average=options.flip_average):
+                                                                 flip_average=options.flip_average,
+                                                                 sampling=options.sampling):
                 for index, frame in enumerate(frames):
                     save_prediction(options.out, frame.stem, frame.source, prediction, options.format,
                                     options.convention, options.raw, options.previews, index)
@@ -127,6 +148,7 @@ def predict_frames(frames: list[Frame], options: BatchOptions, progress=True) ->
     from tqdm import tqdm
 
     predictor = FramePredictor(options)
+    options = predictor.options
     failures = []
     with tqdm(total=len(frames), unit="frame", desc="predicting", disable=None if progress else True) as bar:
         for start in range(0, len(frames), options.batch_size):
@@ -146,6 +168,7 @@ def run_batch(frames: list[Frame], options: BatchOptions, engine: str = "local",
     """Predict the frames not done yet into ``options.out`` with ``engine`` ("local" or "ray": see ray_engine.py).
     The output folder is locked for the run; temporary files an earlier, killed run left there are removed."""
     summary = Summary(len(frames))
+    options = options.with_model_tasks()
     with output_folder_lock(options.out):
         remove_partial_files(options.out)
         pending = [frame for frame in frames if not maps_complete(options.out, frame.stem, options.tasks)]

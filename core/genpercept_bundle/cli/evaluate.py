@@ -24,7 +24,10 @@ def add_commands(commands):
 
 
 def run_eval(args) -> int:
-    tasks = [task_with_truth(t, "evaluate").name for t in args.task]
+    from ..models.folders import open_model_folder
+
+    asked = args.task or open_model_folder(args.model).default_tasks
+    tasks = [task_with_truth(t, "evaluate").name for t in asked]
     from ..evaluation.scoring import format_table, mean_scores, score_samples
     from ..inference.predictor import GenPerceptPredictor
 

@@ -13,7 +13,16 @@ def add_prediction_options(command):
     """What to predict and how to write it: the options of predict and batch."""
     add_task_option(command)
     command.add_argument("--model", default=None,
-                         help="model folder in the GenPercept layout or Hugging Face repo id (default: the embedded model)")
+                         help="model folder or Hugging Face repo id of any supported family: GenPercept, Marigold, "
+                              "E2E-FT, Lotus, DMP (default: the embedded model)")
+    command.add_argument("--base", default=None,
+                         help="DMP only: the Stable Diffusion v1.4 folder or repo id its LoRA goes onto")
+    command.add_argument("--steps", type=_at_least_one, default=None,
+                         help="denoising steps of models that denoise (Marigold, LCM, DMP; default: the model's)")
+    command.add_argument("--ensemble-size", type=_at_least_one, default=1,
+                         help="models that start from noise (Marigold, LCM, Lotus-G): predict N times and merge, and "
+                              "write an uncertainty map (default: 1)")
+    command.add_argument("--seed", type=int, default=0, help="seed of the noise of models that use it (default: 0)")
     command.add_argument("--format", choices=FORMATS, default="png16", help="map file format (default: png16)")
     add_processing_resolution_option(command)
     command.add_argument("--batch-size", type=int, default=1,
@@ -39,16 +48,18 @@ def batch_options(args):
     """The BatchOptions of parsed prediction options."""
     from ..batch.job import BatchOptions
 
-    return BatchOptions(out=args.out, tasks=tuple(args.task), model=args.model, format=args.format,
+    return BatchOptions(out=args.out, tasks=tuple(args.task) if args.task else None, model=args.model, format=args.format,
                         processing_res=args.processing_res, flip_average=FLIP_AVERAGE_CHOICES[args.flip_average],
                         convention=args.normal_convention, raw=args.raw, previews=not args.no_preview,
                         batch_size=args.batch_size, device=args.device, dtype=args.dtype, vae=args.vae,
-                        text_encoder=args.text_encoder, allow_download=not args.offline, max_pixels=args.max_pixels)
+                        text_encoder=args.text_encoder, allow_download=not args.offline, max_pixels=args.max_pixels,
+                        base=args.base, steps=args.steps, ensemble_size=args.ensemble_size, seed=args.seed)
 
 
-def add_task_option(command):
-    command.add_argument("--task", nargs="+", default=list(DEFAULT_TASKS), metavar="TASK",
-                         help=f"one or more of {', '.join(TASKS)} (default: {' '.join(DEFAULT_TASKS)})")
+def add_task_option(command, default=None):
+    command.add_argument("--task", nargs="+", default=default, metavar="TASK",
+                         help=f"one or more of {', '.join(TASKS)} (default: {' '.join(DEFAULT_TASKS)} where the model "
+                              "has them, else its tasks)")
 
 
 def add_flip_average_option(command):
@@ -68,6 +79,16 @@ def _processing_resolution(text: str):
         return processing_resolution_choice(text)
     except GenPerceptError as error:
         raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def _at_least_one(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number of at least 1, got {text!r}")
+    return value
 
 
 def parse_size(text: str) -> tuple[int, int]:
