@@ -8,12 +8,14 @@ import os
 from dataclasses import dataclass
 
 from genpercept_bundle import GenPerceptError, GenPerceptPredictor
-from genpercept_bundle.models.folders import HUB_ID, is_model_folder
+from genpercept_bundle.models.folders import HUB_ID, is_model_folder, open_model_folder
+from genpercept_bundle.tasks import get_task
 
 FOLDER_NAME = "genpercept"
 EMBEDDED = "embedded small model (offline default)"
-DOWNLOAD_HINT = ("put a GenPercept model folder (unet_depth_v2/, unet_normal_v2/, unet_matting_v2/, vae/ ...) "
-                 "into ComfyUI/models/genpercept/, or use the 'GenPercept Download Model' node")
+DOWNLOAD_HINT = ("put a model folder into ComfyUI/models/genpercept/ (GenPercept: unet_depth_v2/, vae/ ...; Marigold, "
+                 "E2E-FT, Lotus: their diffusers folders; DMP: its LoRA folder), or use the 'GenPercept Download "
+                 "Model' node")
 
 
 def register_model_folder(folder_paths):
@@ -66,6 +68,13 @@ class GenPerceptModel:
     def tasks(self) -> list[str]:
         return self.predictor.loaded_tasks
 
+    def task_for(self, task: str) -> str:
+        """The loaded task that answers a node asking for ``task``: depth nodes take a disparity-only model's
+        disparity."""
+        if task == "depth" and "depth" not in self.tasks and "disparity" in self.tasks:
+            return "disparity"
+        return task
+
     def ready(self, task: str) -> GenPerceptPredictor:
         """Load the weights onto the working device (through ComfyUI's memory manager when present)."""
         if task not in self.predictor.loaded_tasks:
@@ -78,12 +87,16 @@ class GenPerceptModel:
         return self.predictor
 
 
-def load_model(folder, tasks, device, dtype="auto", download_root=None, allow_download=False) -> GenPerceptModel:
-    """Load ``tasks`` of a model folder / hub id (None = embedded) onto ``device`` and wrap it for ComfyUI if present."""
+def load_model(folder, tasks, device, dtype="auto", download_root=None, allow_download=False,
+               base=None) -> GenPerceptModel:
+    """Load the ``tasks`` a model folder / hub id (None = embedded) has onto ``device`` (a depth switch also loads a
+    disparity-only model's disparity) and wrap it for ComfyUI if present. ``base``: DMP's Stable Diffusion base."""
     if not tasks:
         raise GenPerceptError("enable at least one of depth, normal or matte on the loader node")
-    predictor = GenPerceptPredictor.from_pretrained(folder, tasks, device=str(device), dtype=pick_dtype(dtype, device),
-                                                    allow_download=allow_download, download_root=download_root)
+    model = open_model_folder(folder, [get_task(task) for task in tasks], allow_download, download_root, base)
+    predictor = GenPerceptPredictor(model, device=str(device), dtype=pick_dtype(dtype, device))
+    for task in model.tasks_for(tasks):
+        predictor.load_task(task)
     return GenPerceptModel(predictor, _comfy_patcher(predictor))
 
 

@@ -18,6 +18,7 @@ register_model_folder(folder_paths)
 
 ModelType = io.Custom("GENPERCEPT_MODEL")
 MapsType = io.Custom("GENPERCEPT_MAPS")
+SamplingType = io.Custom("GENPERCEPT_SAMPLING")
 CATEGORY = "image/genpercept"
 
 RESOLUTION_TOOLTIP = ("Longest side (pixels) the model sees. -1 = the model's own default (768 for GenPercept; for the "
@@ -64,14 +65,21 @@ def _run(fn, *args, **kwargs):
 
 def _loader_schema(node_id, display_name, description, source):
     """A node that loads a model from ``source`` (an input naming it) with the task switches and device inputs."""
+    base = io.String.Input("dmp_base", default="", optional=True,
+                           tooltip="DMP checkpoints only: the Stable Diffusion v1.4 its LoRA goes onto, a folder name in "
+                                   "models/genpercept/ or a hub id (CompVis/stable-diffusion-v1-4). Empty otherwise.")
     return io.Schema(node_id=node_id, display_name=display_name, category=CATEGORY, description=description,
-                     inputs=[source, *_task_switches(), *_device_inputs()],
+                     inputs=[source, *_task_switches(), *_device_inputs(), base],
                      outputs=[ModelType.Output(display_name="model")])
 
 
-def _load(model, depth, normal, matte, device, dtype, **options):
+def _load(model, depth, normal, matte, device, dtype, dmp_base="", **options):
     tasks = [task for task, wanted in zip(DEFAULT_TASKS, (depth, normal, matte)) if wanted]
-    return io.NodeOutput(_run(load_model, model, tasks, _device(device), dtype, **options))
+    base = None
+    if dmp_base.strip():
+        base = (_run(check_hub_id, dmp_base) if "/" in dmp_base
+                else _run(resolve_model, dmp_base.strip(), folder_paths.get_folder_paths("genpercept")))
+    return io.NodeOutput(_run(load_model, model, tasks, _device(device), dtype, base=base, **options))
 
 
 class GenPerceptModelLoader(io.ComfyNode):
@@ -79,16 +87,18 @@ class GenPerceptModelLoader(io.ComfyNode):
     def define_schema(cls):
         return _loader_schema(
             "GenPerceptModelLoader", "GenPercept Model Loader",
-            "Loads a GenPercept model folder from models/genpercept (or extra_model_paths.yaml), or the embedded "
-            "small model. Never downloads.",
+            "Loads a model folder from models/genpercept (or extra_model_paths.yaml), or the embedded small model: "
+            "GenPercept (VAE decoder or DPT head), Marigold (and LCM), E2E-FT, Lotus or DMP. Never downloads. The "
+            "switches choose among the tasks the model has (a Marigold depth model has depth only).",
             io.Combo.Input("model", options=list_models(folder_paths.get_folder_paths("genpercept")), default=EMBEDDED,
-                           tooltip="A folder in models/genpercept/ in the GenPercept layout (unet_depth_v2/, "
-                                   "unet_normal_v2/, unet_matting_v2/, vae/), or the embedded model."))
+                           tooltip="A folder in models/genpercept/: GenPercept's layout (unet_depth_v2/, vae/ ...), a "
+                                   "diffusers Marigold / E2E-FT / Lotus folder, a DMP LoRA folder; or the embedded "
+                                   "model."))
 
     @classmethod
-    def execute(cls, model, depth, normal, matte, device, dtype):
+    def execute(cls, model, depth, normal, matte, device, dtype, dmp_base=""):
         folder = _run(resolve_model, model, folder_paths.get_folder_paths("genpercept"))
-        return _load(folder, depth, normal, matte, device, dtype)
+        return _load(folder, depth, normal, matte, device, dtype, dmp_base)
 
 
 class GenPerceptDownloadModel(io.ComfyNode):
@@ -99,14 +109,40 @@ class GenPerceptDownloadModel(io.ComfyNode):
             "Downloads only the files the chosen tasks need from a Hugging Face repo into "
             "models/genpercept/<owner>--<name>, then loads them. Files already there are reused.",
             io.String.Input("repo_id", default="guangkaixu/genpercept-models",
-                            tooltip="Hugging Face repo in the GenPercept layout, e.g. guangkaixu/genpercept-models "
-                                    "or guangkaixu/genpercept-depth."))
+                            tooltip="Hugging Face repo of a supported family, e.g. guangkaixu/genpercept-models, "
+                                    "prs-eth/marigold-depth-v1-1, GonzaloMG/marigold-e2e-ft-normals, "
+                                    "jingheya/lotus-depth-d-v1-0."))
 
     @classmethod
-    def execute(cls, repo_id, depth, normal, matte, device, dtype):
+    def execute(cls, repo_id, depth, normal, matte, device, dtype, dmp_base=""):
         root = folder_paths.get_folder_paths("genpercept")[0]
-        return _load(_run(check_hub_id, repo_id), depth, normal, matte, device, dtype, download_root=root,
+        return _load(_run(check_hub_id, repo_id), depth, normal, matte, device, dtype, dmp_base, download_root=root,
                      allow_download=True)
+
+
+class GenPerceptSampling(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="GenPerceptSampling", display_name="GenPercept Sampling", category=CATEGORY,
+            description="Steps, ensemble and seed for models that denoise or start from noise (Marigold, LCM, Lotus-G, "
+                        "DMP). Plug into a prediction node's 'sampling' input; GenPercept, E2E-FT and Lotus-D ignore "
+                        "steps and refuse ensembles (they are deterministic).",
+            inputs=[io.Int.Input("steps", default=0, min=0, max=100,
+                                 tooltip="Denoising steps; 0 = the model's default (Marigold v1-1: 4, LCM: 1, DMP: 5)."),
+                    io.Int.Input("ensemble_size", default=1, min=1, max=20,
+                                 tooltip="Predict this many times from different noise and merge (Marigold's "
+                                         "affine-aligned median; normals: the closest to the mean). Above 1 the "
+                                         "uncertainty output shows where the members disagree."),
+                    io.Int.Input("seed", default=0, min=0, max=2**31 - 1, control_after_generate=True,
+                                 tooltip="Seed of the starting noise: the same seed gives the same maps.")],
+            outputs=[SamplingType.Output(display_name="sampling")])
+
+    @classmethod
+    def execute(cls, steps, ensemble_size, seed):
+        from genpercept_bundle.inference.predictor import SamplingOptions
+
+        return io.NodeOutput(SamplingOptions(steps or None, ensemble_size, seed))
 
 
 def _flip_average_input():
@@ -126,14 +162,22 @@ def _prediction_inputs():
 
 
 def _prediction_schema(node_id, display_name, description, options, outputs):
-    """A node that predicts one task: model, image, resolution and batch inputs, then ``options``, flip averaging."""
+    """A node that predicts one task: model, image, resolution and batch inputs, then ``options``, flip averaging,
+    the optional sampling settings."""
+    sampling = SamplingType.Input("sampling", optional=True,
+                                  tooltip="From GenPercept Sampling: steps, ensemble and seed for Marigold-like models.")
     return io.Schema(node_id=node_id, display_name=display_name, category=CATEGORY, description=description,
-                     inputs=[*_prediction_inputs(), *options, _flip_average_input()], outputs=outputs)
+                     inputs=[*_prediction_inputs(), *options, _flip_average_input(), sampling], outputs=outputs)
 
 
-def _predict(task, model, image, processing_resolution, batch_size, flip_average):
+def _uncertainty_output():
+    return io.Mask.Output(display_name="uncertainty",
+                          tooltip="Where an ensemble's members disagree (0 = agree); all 0 without an ensemble.")
+
+
+def _predict(task, model, image, processing_resolution, batch_size, flip_average, sampling=None):
     return _run(operations.predict, model, image, task, processing_resolution, batch_size, _progress(image.shape[0]),
-                flip_average, comfy.model_management.throw_exception_if_processing_interrupted)
+                flip_average, comfy.model_management.throw_exception_if_processing_interrupted, sampling)
 
 
 class GenPerceptDepth(io.ComfyNode):
@@ -141,19 +185,21 @@ class GenPerceptDepth(io.ComfyNode):
     def define_schema(cls):
         return _prediction_schema(
             "GenPerceptDepth", "GenPercept Depth",
-            "Relative depth at the input size. The IMAGE is near = bright, as ControlNet depth models expect.",
+            "Relative depth at the input size (a disparity-only model, e.g. GenPercept's DPT head or Lotus v2, gives its "
+            "disparity). The IMAGE is near = bright, as ControlNet depth models expect.",
             [io.Combo.Input("normalization", options=list(operations.DEPTH_MODES), default="auto",
                             tooltip="auto: 'sequence' for batches, 'per_image' for one image. sequence: frames are "
                                     "aligned to each other and share one range (no video flicker). per_image: "
                                     "full contrast per image. none: the model's own 0..1 values."),
              io.Boolean.Input("invert", default=False,
                               tooltip="Off: near = bright (ControlNet). On: far = bright (Z-depth style).")],
-            [io.Image.Output(display_name="depth"), MapsType.Output(display_name="raw_depth")])
+            [io.Image.Output(display_name="depth"), MapsType.Output(display_name="raw_depth"), _uncertainty_output()])
 
     @classmethod
-    def execute(cls, model, image, processing_resolution, batch_size, normalization, invert, flip_average="auto"):
-        maps = _predict("depth", model, image, processing_resolution, batch_size, flip_average)
-        return io.NodeOutput(_run(operations.render_depth, maps, normalization, invert), maps)
+    def execute(cls, model, image, processing_resolution, batch_size, normalization, invert, flip_average="auto",
+                sampling=None):
+        maps = _predict("depth", model, image, processing_resolution, batch_size, flip_average, sampling)
+        return io.NodeOutput(_run(operations.render_depth, maps, normalization, invert), maps, maps.uncertainty_mask())
 
 
 class GenPerceptNormals(io.ComfyNode):
@@ -166,12 +212,13 @@ class GenPerceptNormals(io.ComfyNode):
             [io.Combo.Input("convention", options=list(NORMAL_CONVENTIONS), default="opengl",
                             tooltip="opengl: green = up (Blender, glTF, Unity, Substance). directx: green = down "
                                     "(Unreal).")],
-            [io.Image.Output(display_name="normals"), MapsType.Output(display_name="raw_normals")])
+            [io.Image.Output(display_name="normals"), MapsType.Output(display_name="raw_normals"),
+             _uncertainty_output()])
 
     @classmethod
-    def execute(cls, model, image, processing_resolution, batch_size, convention, flip_average="auto"):
-        maps = _predict("normal", model, image, processing_resolution, batch_size, flip_average)
-        return io.NodeOutput(_run(operations.render_normals, maps, convention), maps)
+    def execute(cls, model, image, processing_resolution, batch_size, convention, flip_average="auto", sampling=None):
+        maps = _predict("normal", model, image, processing_resolution, batch_size, flip_average, sampling)
+        return io.NodeOutput(_run(operations.render_normals, maps, convention), maps, maps.uncertainty_mask())
 
 
 class GenPerceptMatte(io.ComfyNode):
@@ -184,8 +231,8 @@ class GenPerceptMatte(io.ComfyNode):
              MapsType.Output(display_name="raw_alpha")])
 
     @classmethod
-    def execute(cls, model, image, processing_resolution, batch_size, flip_average="auto"):
-        maps = _predict("matte", model, image, processing_resolution, batch_size, flip_average)
+    def execute(cls, model, image, processing_resolution, batch_size, flip_average="auto", sampling=None):
+        maps = _predict("matte", model, image, processing_resolution, batch_size, flip_average, sampling)
         alpha, foreground = _run(operations.render_matte, maps, image)
         return io.NodeOutput(alpha, foreground, maps)
 
@@ -223,8 +270,8 @@ class GenPerceptSaveMaps(io.ComfyNode):
 
 class GenPerceptExtension(ComfyExtension):
     async def get_node_list(self):
-        return [GenPerceptModelLoader, GenPerceptDownloadModel, GenPerceptDepth, GenPerceptNormals, GenPerceptMatte,
-                GenPerceptSaveMaps]
+        return [GenPerceptModelLoader, GenPerceptDownloadModel, GenPerceptSampling, GenPerceptDepth, GenPerceptNormals,
+                GenPerceptMatte, GenPerceptSaveMaps]
 
 
 async def comfy_entrypoint():

@@ -29,6 +29,13 @@ class Maps:
     task: str
     values: torch.Tensor  # [B,H,W] or [B,H,W,3], float32, documented convention
     provenance: dict = field(default_factory=dict)
+    uncertainty: torch.Tensor | None = None  # [B,H,W] >= 0 with an ensemble (Marigold...), else None
+
+    def uncertainty_mask(self) -> torch.Tensor:
+        """The uncertainty as a MASK (0 = the ensemble's members agree; clipped to 1); zeros without an ensemble."""
+        if self.uncertainty is None:
+            return torch.zeros(self.values.shape[:3])
+        return self.uncertainty.clamp(0, 1)
 
 
 def images_to_rgb8(images: torch.Tensor) -> torch.Tensor:
@@ -47,7 +54,7 @@ def images_to_rgb8(images: torch.Tensor) -> torch.Tensor:
 
 
 def predict(model, images: torch.Tensor, task: str, processing_resolution: int = -1, batch_size: int = 1,
-            on_progress=None, flip_average: str = "auto", check_interrupt=None) -> Maps:
+            on_progress=None, flip_average: str = "auto", check_interrupt=None, sampling=None) -> Maps:
     """Run one task over an IMAGE batch, ``batch_size`` images at a time; maps come back at the input size.
 
     ``processing_resolution``: longest side the model sees; -1 = the model's own default, 0 = native size
@@ -55,27 +62,32 @@ def predict(model, images: torch.Tensor, task: str, processing_resolution: int =
     ``flip_average``: "on" also predicts the mirrored image and averages; "auto" = the model's default.
     ``on_progress(done, total)`` is called after each chunk and may raise to interrupt; ``check_interrupt()``
     before every network block (ComfyUI's Cancel stops within a block, even inside one large image).
+    ``sampling``: steps, ensemble size and seed (``SamplingOptions``) for models that denoise or start from noise.
+    A depth request of a disparity-only model (Lotus v2, GenPercept's DPT head) gives its disparity maps.
     """
     averaging = flip_average_choice(flip_average)
+    task = model.task_for(task)
     predictor = model.ready(task)
     resolution = predictor.processing_resolution(task, processing_resolution_choice(processing_resolution))
     if images.ndim == 4:
         check_processing_size(images.shape[1], images.shape[2], resolution)  # before any big conversion
     rgb = images_to_rgb8(images)
-    prediction = predictor.predict(rgb, task, resolution, batch_size, on_progress, averaging, check_interrupt)
-    return Maps(prediction.task, torch.from_numpy(prediction.maps.copy()), prediction.provenance)
+    prediction = predictor.predict(rgb, task, resolution, batch_size, on_progress, averaging, check_interrupt, sampling)
+    uncertainty = None if prediction.uncertainty is None else torch.from_numpy(prediction.uncertainty.copy())
+    return Maps(prediction.task, torch.from_numpy(prediction.maps.copy()), prediction.provenance, uncertainty)
 
 
 def render_depth(maps: Maps, normalisation: str = "auto", invert: bool = False) -> torch.Tensor:
-    """Depth -> IMAGE, near = bright (ControlNet's polarity); ``invert`` gives far = bright.
+    """Depth (or disparity) -> IMAGE, near = bright (ControlNet's polarity); ``invert`` gives far = bright.
 
     normalisation: 'auto' = 'sequence' for batches (video frames keep one depth scale), 'per_image' for one
     image; 'none' = the model's own [0,1] values.
     """
-    _expect(maps, "depth")
+    _expect(maps, "depth", "disparity")
     mode = ("sequence" if maps.values.shape[0] > 1 else "per_image") if normalisation == "auto" else normalisation
     depth = normalise_depth_batch(maps.values.numpy(), mode)
-    shown = depth if invert else near_bright(depth)
+    near_is_bright = maps.task == "disparity"  # disparity is already near = bright
+    shown = depth if invert != near_is_bright else near_bright(depth)
     return torch.from_numpy(np.repeat(shown[..., None], 3, axis=-1).astype(np.float32))
 
 
@@ -113,12 +125,15 @@ def save_maps(maps: Maps, output_root, filename_prefix: str, format: str) -> lis
     target = output_prefix(output_root, filename_prefix)
     written = []
     for index, values in enumerate(maps.values.numpy()):
+        uncertainty = None if maps.uncertainty is None else maps.uncertainty[index].numpy()
         files = save_map_files(target.parent, f"{target.name}_{index:05d}", maps.task, values, format,
-                               {**maps.provenance, "frame": index, "format": format}, previews=False)
+                               {**maps.provenance, "frame": index, "format": format}, previews=False,
+                               uncertainty=uncertainty)
         written.append(files[0])
     return written
 
 
-def _expect(maps: Maps, task: str):
-    if not isinstance(maps, Maps) or maps.task != task:
-        raise GenPerceptError(f"this node renders {task} maps, got {getattr(maps, 'task', type(maps).__name__)}")
+def _expect(maps: Maps, *tasks: str):
+    if not isinstance(maps, Maps) or maps.task not in tasks:
+        raise GenPerceptError(f"this node renders {' or '.join(tasks)} maps, got "
+                              f"{getattr(maps, 'task', type(maps).__name__)}")

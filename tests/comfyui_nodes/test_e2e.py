@@ -24,9 +24,9 @@ from genpercept_bundle.map_files import read_map
 COMFYUI = os.environ.get("GENPERCEPT_COMFYUI_DIR")
 PYTHON = os.environ.get("GENPERCEPT_COMFYUI_PYTHON", sys.executable)
 REPO = Path(__file__).resolve().parents[2]
-NODE_IDS = {"GenPerceptModelLoader", "GenPerceptDownloadModel", "GenPerceptDepth", "GenPerceptNormals",
-            "GenPerceptMatte", "GenPerceptSaveMaps"}
-NEEDS_NO_EXTERNAL_MODEL = ["genpercept_matte_composite", "genpercept_maps_for_blender"]
+NODE_IDS = {"GenPerceptModelLoader", "GenPerceptDownloadModel", "GenPerceptSampling", "GenPerceptDepth",
+            "GenPerceptNormals", "GenPerceptMatte", "GenPerceptSaveMaps"}
+NEEDS_NO_EXTERNAL_MODEL = ["genpercept_matte_composite", "genpercept_maps_for_blender", "genpercept_marigold_ensemble"]
 
 pytestmark = pytest.mark.skipif(not COMFYUI, reason="set GENPERCEPT_COMFYUI_DIR to a ComfyUI checkout to run")
 
@@ -49,8 +49,13 @@ def server(tmp_path_factory):
         (base / folder).mkdir()
     (base / "custom_nodes" / "genpercept-bundle").symlink_to(REPO)
     shutil.copy(REPO / "examples" / "photo.jpg", base / "input" / "genpercept_example.jpg")
+    from genpercept_bundle.models.architectures import write_random_pipeline
+
+    # a Marigold depth model in its released layout (tiny, random), for the workflow of another family
+    write_random_pipeline(base / "models" / "genpercept" / "marigold-depth-v1-1", "marigold", "depth")
     config = base / "extra_model_paths.yaml"
-    config.write_text(f"genpercept_e2e:\n  base_path: {base}\n  custom_nodes: custom_nodes/\n")
+    config.write_text(f"genpercept_e2e:\n  base_path: {base}\n  custom_nodes: custom_nodes/\n"
+                      "  genpercept: models/genpercept/\n")
     port = _free_port()
     log = open(base / "server.log", "w")
     process = subprocess.Popen(
@@ -116,6 +121,12 @@ def test_example_workflow_runs(server, name):
         alpha = np.asarray(Image.open(next(output.glob("alpha_*.png"))))
         assert composite.shape == (height, width, 3) and alpha.shape[:2] == (height, width)
         assert alpha.max() > alpha.min()  # a real matte, not a constant
+    elif name == "genpercept_marigold_ensemble":  # another family: Marigold, an ensemble of 3 with its uncertainty
+        depth = read_map(output / "marigold" / "photo_00000_depth.exr")
+        uncertainty = read_map(output / "marigold" / "photo_00000_depth_uncertainty.exr")
+        assert depth.shape == uncertainty.shape == (height, width) and uncertainty.max() > 0
+        meta = json.loads((output / "marigold" / "photo_00000_depth.json").read_text())
+        assert meta["family"] == "marigold" and meta["ensemble_size"] == 3
     else:
         depth = read_map(output / "blender" / "photo_00000_depth.exr")
         normals = read_map(output / "blender" / "photo_00000_normal.exr")

@@ -90,6 +90,20 @@ class ModelFolder:
         available = self.available_tasks(TASKS.values())
         return [task for task in DEFAULT_TASKS if task in available] or available
 
+    def tasks_for(self, asked) -> list[str]:
+        """The ``asked`` tasks this model has, a disparity-only model's disparity standing in for depth (GenPercept's
+        DPT head, Lotus v2): what the front ends load when their switches ask for more than a one-task model has.
+        A GenPerceptError names what the model has when none of them is there."""
+        available = self.available_tasks(TASKS.values())
+        asked = [get_task(task).name for task in asked]
+        wanted = [task for task in asked if task in available]
+        if "depth" in asked and "depth" not in available and "disparity" in available:
+            wanted.append("disparity")
+        if not wanted:
+            raise GenPerceptError(f"{self.family.title} model {self.source!r} has {', '.join(available) or 'no tasks'}, "
+                                  f"none of the tasks asked for ({', '.join(asked)})")
+        return wanted
+
     def embedding_kind(self, task: Task) -> str:
         return embedding_kind(self.unet_folder(task).name)
 
