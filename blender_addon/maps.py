@@ -81,9 +81,29 @@ class Cancelled(Exception):
     """The user pressed Esc."""
 
 
-def predict_in_process(photo: str, tasks, model: str = "", cancel=None) -> dict:
+def model_tasks(model: str, tasks, base: str = "") -> list[str]:
+    """The ``tasks`` the model has (a Marigold depth model: depth only; a disparity-only model: its disparity, which
+    ``relief_maps`` turns into the depth a relief needs)."""
+    from genpercept_bundle.models.folders import open_model_folder
+
+    try:
+        return open_model_folder(model or None, [], allow_download=False, base=base or None).tasks_for(tasks)
+    except GenPerceptError as error:
+        raise MapError(str(error)) from error
+
+
+def relief_maps(predicted: dict) -> dict:
+    """Maps as the relief builder takes them: a disparity map (1 = near) becomes depth-ordered heights (0 = near).
+    Not metric depth, but the same near-to-far order, which is what a relief shows."""
+    if "depth" not in predicted and "disparity" in predicted:
+        predicted = {**predicted, "depth": 1.0 - predicted["disparity"]}
+        del predicted["disparity"]
+    return predicted
+
+
+def predict_in_process(photo: str, tasks, model: str = "", cancel=None, base: str = "") -> dict:
     """Maps of ``photo`` by the bundle inside Blender; ``cancel`` (a threading.Event) stops it between network
-    blocks, so Esc takes effect within a block's time."""
+    blocks, so Esc takes effect within a block's time. ``base``: a DMP model's Stable Diffusion folder."""
     from genpercept_bundle import GenPerceptPredictor, load_image
 
     def check_interrupt():
@@ -91,30 +111,32 @@ def predict_in_process(photo: str, tasks, model: str = "", cancel=None) -> dict:
             raise Cancelled()
 
     try:
-        key = (model or None, tuple(tasks))
+        key = (model or None, tuple(tasks), base)
         if key not in _PREDICTORS:
             _PREDICTORS.clear()
-            _PREDICTORS[key] = GenPerceptPredictor.from_pretrained(model or None, list(tasks), device="auto")
+            _PREDICTORS[key] = GenPerceptPredictor.from_pretrained(model or None, list(tasks), device="auto",
+                                                                   base=base or None)
         predictor = _PREDICTORS[key]
         rgb = load_image(photo)
         predictions = predictor.predict_tasks(rgb, tasks, check_interrupt=check_interrupt)
-        return {task: prediction.maps[0] for task, prediction in predictions.items()}
+        return relief_maps({task: prediction.maps[0] for task, prediction in predictions.items()})
     except GenPerceptError as error:
         raise MapError(str(error)) from error
 
 
-def predictor_command(python: str, photo: str, tasks, out_dir: str, model: str = "") -> list[str]:
+def predictor_command(python: str, photo: str, tasks, out_dir: str, model: str = "", base: str = "") -> list[str]:
     command = [python, "-m", "genpercept_bundle.cli", "predict", "--task", *tasks, "--format", "npy",
                "--no-preview", "--out", out_dir]
-    return command + (["--model", model] if model else []) + ["--", photo]  # a photo named -x is not an option
+    command += (["--model", model] if model else []) + (["--base", base] if base else [])
+    return command + ["--", photo]  # a photo named -x is not an option
 
 
-def start_external(python: str, photo: str, tasks, model: str = ""):
+def start_external(python: str, photo: str, tasks, model: str = "", base: str = ""):
     """Start the predictor in the user's external Python; returns (process, output folder)."""
     if not python or not os.path.isfile(python):
         raise MapError("set the external Python in the add-on preferences (a Python with the GenPercept bundle installed)")
     out_dir = tempfile.mkdtemp(prefix="genpercept_")
-    command = predictor_command(python, photo, tasks, out_dir, model)
+    command = predictor_command(python, photo, tasks, out_dir, model, base)
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     return process, out_dir
 
@@ -128,7 +150,7 @@ def finish_external(process, out_dir: str, photo: str, tasks) -> dict:
                       or errors.strip().splitlines())
             raise MapError(f"the predictor failed: {reason[-1] if reason else 'exit code ' + str(process.returncode)}")
         stem = os.path.splitext(os.path.basename(photo))[0]
-        return {task: load_map(map_path(out_dir, stem, task, "npy"), task) for task in tasks}
+        return relief_maps({task: load_map(map_path(out_dir, stem, task, "npy"), task) for task in tasks})
     finally:
         shutil.rmtree(out_dir, ignore_errors=True)
 

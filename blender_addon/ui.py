@@ -25,13 +25,19 @@ class GENPERCEPT_AP_preferences(bpy.types.AddonPreferences):
 
     model_folder: StringProperty(
         name="Model folder", subtype="DIR_PATH",
-        description="A GenPercept model folder (unet_depth_v2/, vae/, ...); empty = the bundle's embedded model")
+        description="A model folder of any supported family: GenPercept (unet_depth_v2/, vae/, ...), Marigold, E2E-FT, "
+                    "Lotus (their diffusers folders), DMP (its LoRA folder); empty = the bundle's embedded model")
+    dmp_base: StringProperty(
+        name="DMP base", subtype="DIR_PATH",
+        description="DMP models only: the Stable Diffusion v1.4 folder (unet/, vae/, scheduler/, text_encoder/) its "
+                    "LoRA goes onto")
     python_path: StringProperty(
         name="External Python", subtype="FILE_PATH",
         description="A Python with the GenPercept bundle installed; used when the bundle cannot run inside Blender")
 
     def draw(self, context):
         self.layout.prop(self, "model_folder")
+        self.layout.prop(self, "dmp_base")
         self.layout.prop(self, "python_path")
         self.layout.operator("genpercept.check_setup", icon="CHECKMARK")
 
@@ -77,19 +83,20 @@ class GenPerceptSettings(bpy.types.PropertyGroup):
 class PredictionJob:
     """Runs the predictor without blocking Blender: a thread in-process, or the external Python."""
 
-    def __init__(self, photo, tasks, model, python):
-        self.photo, self.tasks, self.result, self.error = photo, tasks, None, None
+    def __init__(self, photo, tasks, model, python, base=""):
+        self.photo, self.result, self.error = photo, None, None
+        self.tasks = maps.model_tasks(model, tasks, base)  # what this model has of them
         self.process = None
         self.cancelled = threading.Event()
         if python or not maps.bundle_in_process():
-            self.process, self.out_dir = maps.start_external(python, photo, tasks, model)
+            self.process, self.out_dir = maps.start_external(python, photo, self.tasks, model, base)
         else:
-            self.thread = threading.Thread(target=self._run_in_process, args=(model,), daemon=True)
+            self.thread = threading.Thread(target=self._run_in_process, args=(model, base), daemon=True)
             self.thread.start()
 
-    def _run_in_process(self, model):
+    def _run_in_process(self, model, base):
         try:
-            self.result = maps.predict_in_process(self.photo, self.tasks, model, self.cancelled)
+            self.result = maps.predict_in_process(self.photo, self.tasks, model, self.cancelled, base)
         except Exception as error:  # reported in Blender's UI by the operator
             self.error = error
 
@@ -135,7 +142,8 @@ class GENPERCEPT_OT_build_relief(bpy.types.Operator):
             raise maps.MapError(f"choose a photo first (not found: {photo or 'nothing set'})")
         model = bpy.path.abspath(prefs.model_folder) if prefs and prefs.model_folder else ""
         python = bpy.path.abspath(prefs.python_path) if prefs and prefs.python_path else ""
-        return PredictionJob(photo, self._tasks(settings), model, python)
+        base = bpy.path.abspath(prefs.dmp_base) if prefs and prefs.dmp_base else ""
+        return PredictionJob(photo, self._tasks(settings), model, python, base)
 
     def execute(self, context):
         """Synchronous: scripts, headless runs and Redo."""
@@ -266,7 +274,8 @@ class GENPERCEPT_OT_check_setup(bpy.types.Operator):
         folder = bpy.path.abspath(prefs.model_folder) if prefs and prefs.model_folder else ""
         problems = []
         if folder and not is_model_folder(folder):
-            problems.append(f"model folder {folder} lacks vae/ and unet_<task>_v2/ folders")
+            problems.append(f"{folder} is no model folder of a supported family (GenPercept's unet_<task>_v2/ + vae/, "
+                            "a Marigold / E2E-FT / Lotus diffusers folder, a DMP LoRA folder)")
         python = bpy.path.abspath(prefs.python_path) if prefs and prefs.python_path else ""
         verdict = maps.check_external_python(python) if python else (
             "OK: the bundle runs inside Blender" if maps.bundle_in_process() else

@@ -166,6 +166,24 @@ def test_predicts_from_a_photo_with_the_embedded_model(scene, addon, external, t
     assert not list(tmp_path.glob("genpercept_*"))  # the predictor's temporary folder is gone
 
 
+@pytest.mark.parametrize("family", ["marigold", "dpt"])
+def test_predicts_with_a_model_of_another_family(scene, addon, family, tmp_path):
+    """A Marigold depth model (depth only: no normals to ask for) and GenPercept's DPT head (disparity only: turned
+    into depth order for the relief), in their released layouts, through the add-on's in-process prediction."""
+    from genpercept_bundle.models.architectures import write_random_dpt_checkpoint, write_random_pipeline
+
+    folder = (write_random_pipeline(tmp_path / "marigold-depth-v1-1", "marigold", "depth") if family == "marigold"
+              else write_random_dpt_checkpoint(tmp_path / "genpercept-disparity-dpt-head"))
+    scene.source, scene.photo, scene.matte_mode, scene.resolution = "PHOTO", str(REPO / "examples" / "photo.jpg"), "NONE", 96
+    addon.model_folder = str(folder)
+    try:
+        assert bpy.ops.genpercept.build_relief("EXEC_DEFAULT") == {"FINISHED"}
+    finally:
+        addon.model_folder = ""
+    co, faces, _ = evaluated_vertices(bpy.context.active_object)
+    assert len(co) == 96 * 64 and faces > 0 and np.ptp(co[:, 2]) > 0.001
+
+
 def test_a_photo_named_like_an_option_reaches_the_predictor_as_a_photo(addon, tmp_path):
     from bl_ext.user_default.genpercept_relief import maps
 
