@@ -51,7 +51,7 @@ TASKS: dict[str, Task] = {
              truth="alpha", target="fraction", loss="mse", metrics="matte"),
         Task("dis", ("unet_dis_v2", "unet_dis_v1"), 1, "dichotomous segmentation mask, soft, 1 = object",
              truth="mask", target="fraction", loss="mse", metrics="mask"),
-        Task("disparity", ("unet_disparity_v2", "unet_disparity_dpt_head_v2"), 1, "relative disparity, 0 = far, 1 = near"),
+        Task("disparity", ("unet_disparity_v2",), 1, "relative disparity, 0 = far, 1 = near"),
         Task("seg", ("unet_seg_v2",), 3, "colour-coded semantic segmentation (Hypersim classes)", None),
     )
 }

@@ -28,6 +28,13 @@ def add_commands(commands):
     unet.add_argument("--embedding-model", type=Path, default=None,
                       help="model folder holding the empty-text embedding and settings (default: the VAE's parent)")
     unet.add_argument("--lora-rank", type=int, default=0, help="train LoRA adapters of this rank instead of all weights")
+    unet.add_argument("--decoder", choices=("vae", "dpt"), default="vae",
+                      help="vae: the UNet through the frozen VAE decoder (GenPercept's main recipe); dpt: a DPT head "
+                           "on the UNet's features (--init) instead of the decoder (scalar tasks)")
+    unet.add_argument("--joint", action="store_true", help="--decoder dpt: fine-tune the UNet with the head "
+                                                           "(default: the UNet is frozen)")
+    unet.add_argument("--head-width", type=int, default=64,
+                      help="--decoder dpt: the head's fusion width (GenPercept's release: 256)")
     unet.add_argument("--latent-steps", type=int, default=0,
                       help="the first N of --steps regress the encoded target latent (cheap: no decoder pass), "
                            "the rest use the pixel-space losses")
@@ -91,6 +98,12 @@ def run_train(args) -> int:
         from ..training.vae import train_vae
 
         result = train_vae(args.dataset, args.out, config, resume=not args.no_resume, scenes=args.scenes)
+    elif args.decoder == "dpt":
+        from ..training.dpt_head import train_dpt_head
+
+        result = train_dpt_head(args.dataset, args.task, args.vae, args.init, args.out, config, freeze_unet=not args.joint,
+                                fusion=args.head_width, embedding_model=args.embedding_model,
+                                resume=not args.no_resume, scenes=args.scenes)
     else:
         from ..training.unet import train_unet
 

@@ -100,8 +100,12 @@ SMALL_VAE = {
 TINY4_UNET = {**SMALL_UNET, "attention_head_dim": [2, 4, 4, 4], "block_out_channels": [16, 32, 32, 32],
               "cross_attention_dim": 32, "norm_num_groups": 8}
 
-ARCHITECTURES = {"sd21": (SD21_UNET, SD2_VAE), "small": (SMALL_UNET, SMALL_VAE), "tiny": (TINY_UNET, TINY_VAE),
-                 "tiny4": (TINY4_UNET, TINY_VAE)}
+# CompVis/stable-diffusion-v1-4's UNet (DMP's base): CLIP-L's 768-wide text, 8 heads, no linear projections
+SD14_UNET = {**SD21_UNET, "attention_head_dim": 8, "cross_attention_dim": 768, "sample_size": 64,
+             "upcast_attention": False, "use_linear_projection": False}
+
+ARCHITECTURES = {"sd21": (SD21_UNET, SD2_VAE), "sd14": (SD14_UNET, SD2_VAE), "small": (SMALL_UNET, SMALL_VAE),
+                 "tiny": (TINY_UNET, TINY_VAE), "tiny4": (TINY4_UNET, TINY_VAE)}
 
 
 def write_random_checkpoint(
@@ -139,7 +143,8 @@ def write_random_checkpoint(
     return folder
 
 
-def write_random_dpt_checkpoint(folder, architecture="tiny4", seed=0, vae_dtype=torch.float16, embedding=True):
+def write_random_dpt_checkpoint(folder, architecture="tiny4", seed=0, vae_dtype=torch.float16, embedding=True,
+                                unet_dtype=torch.float32):
     """GenPercept's DPT-head release layout (guangkaixu/genpercept-disparity-dpt-head): ``unet_disparity_dpt_head_v2/``
     (an SD2.1-config UNet saved without conv_norm_out/conv_out), ``dpt_head_identity/model.safetensors`` (no
     config), ``vae/`` and ``model_index.json``."""
@@ -151,7 +156,7 @@ def write_random_dpt_checkpoint(folder, architecture="tiny4", seed=0, vae_dtype=
     unet_config, vae_config = ARCHITECTURES[architecture]
     torch.manual_seed(seed)
     unet = UNet2DConditionModel.from_config(unet_config)
-    save_model(without_output_layers(unet), folder / "unet_disparity_dpt_head_v2")
+    save_model(without_output_layers(unet), folder / "unet_disparity_dpt_head_v2", unet_dtype)
     head = DPTHead(tuple(unet_config["block_out_channels"]))
     (folder / HEAD_FOLDER).mkdir(parents=True, exist_ok=True)
     save_file({k: v.contiguous() for k, v in head.state_dict().items()}, folder / HEAD_FOLDER / HEAD_WEIGHTS)
@@ -234,7 +239,8 @@ SD14_SCHEDULER = {"_class_name": "PNDMScheduler", "beta_end": 0.012, "beta_sched
                   "steps_offset": 1, "trained_betas": None, "clip_sample": False}
 
 
-def write_random_dmp(folder, base, task="depth", architecture="tiny", seed=0, rank=4, embedding=True):
+def write_random_dmp(folder, base, task="depth", architecture="tiny", seed=0, rank=4, embedding=True,
+                     unet_dtype=torch.float32):
     """A DMP checkpoint folder (``<task>-...-notext/pytorch_lora_weights.safetensors``: rank-4 LoRA weights in
     diffusers' old attention-processor keys, as DMP's ``save_attn_procs`` wrote them) and a random Stable Diffusion
     base in the diffusers layout (unet/, vae/, scheduler/). Returns (checkpoint folder, base folder)."""
@@ -244,7 +250,7 @@ def write_random_dmp(folder, base, task="depth", architecture="tiny", seed=0, ra
     unet_config, vae_config = ARCHITECTURES[architecture]
     torch.manual_seed(seed)
     unet = UNet2DConditionModel.from_config(unet_config)
-    save_model(unet, base / "unet")
+    save_model(unet, base / "unet", unet_dtype)
     save_model(AutoencoderKL.from_config(vae_config), base / "vae")
     (base / "scheduler").mkdir(parents=True, exist_ok=True)
     (base / "scheduler" / "scheduler_config.json").write_text(json.dumps(SD14_SCHEDULER, indent=2))

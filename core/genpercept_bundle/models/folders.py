@@ -68,13 +68,14 @@ class ModelFolder:
         return (self.base or self.path) / "vae"
 
     def unet_folder(self, task: Task) -> Path:
-        """The folder of the weights that make ``task``'s model (for DMP: its LoRA)."""
+        """The folder of the weights that make ``task``'s model (for DMP: its LoRA); in GenPercept's layout the
+        VAE-decoder UNet is preferred to a DPT-head one (``unet_<task>_dpt_head_v2/``)."""
         if self.pipeline_task is not None:
             if get_task(task).name != self.pipeline_task:
                 raise GenPerceptError(f"model {self.source!r} is a {self.family.title} {self.pipeline_task} model; "
                                       f"it cannot predict {get_task(task).name}")
             return self.path if self.family.name == "dmp" else self.path / "unet"
-        for name in task.unet_folders:
+        for name in unet_folder_names(task):
             if (self.path / name).is_dir():
                 return self.path / name
         present = sorted(p.name for p in self.path.glob("unet*") if p.is_dir())
@@ -110,7 +111,14 @@ class ModelFolder:
     def available_tasks(self, tasks) -> list[str]:
         if self.pipeline_task is not None:
             return [self.pipeline_task]
-        return [t.name for t in tasks if any((self.path / n).is_dir() for n in t.unet_folders)]
+        return [t.name for t in tasks if any((self.path / n).is_dir() for n in unet_folder_names(t))]
+
+
+def unet_folder_names(task: Task, dpt_head=True) -> list[str]:
+    """A task's UNet folders in GenPercept's layout, preferred first: the release's, then (``dpt_head``) their
+    DPT-head variants, ``unet_<task>_dpt_head_v2`` beside a ``dpt_head_*`` folder."""
+    names = list(task.unet_folders)
+    return names + [name[:-3] + "_dpt_head" + name[-3:] for name in names] if dpt_head else names
 
 
 def open_model_folder(model=None, tasks=(), allow_download=True, download_root=None, base=None) -> ModelFolder:
@@ -189,14 +197,15 @@ def _with_settings(path: Path, source: str) -> ModelFolder:
 
 
 def _hub_folder(repo_id: str, local: Path, tasks, allow_download: bool) -> Path:
-    needed = _hub_patterns(tasks)
     if local.is_dir() and _has_task_files(local, tasks):
         return local
     folders = ["vae"] + [task.unet_folders[0] for task in tasks]
     expected = ", ".join(f"{folder}/config.json + {folder}/{WEIGHTS_NAME}" for folder in folders)
     if not allow_download:
         raise GenPerceptError(f"model {repo_id} is not downloaded: put {expected} into {local}")
-    _download(repo_id, local, needed, f"{expected} into {local}")
+    _download(repo_id, local, _hub_patterns(tasks), f"{expected} into {local}")
+    if not _has_task_files(local, tasks):  # then the DPT-head variants (genpercept-disparity-dpt-head)
+        _download(repo_id, local, _hub_patterns(tasks, dpt_head=True), f"{expected} into {local}")
     if not _has_task_files(local, tasks):
         raise GenPerceptError(f"{repo_id} has no weights for {', '.join(t.name for t in tasks)} in the GenPercept layout")
     return local
@@ -217,12 +226,14 @@ def _download(repo_id: str, local: Path, patterns: list[str], what: str):
         ) from exc
 
 
-def _hub_patterns(tasks) -> list[str]:
+def _hub_patterns(tasks, dpt_head=False) -> list[str]:
     # the embedding cache too: models made with this bundle (like the embedded one) carry theirs
     patterns = ["vae/config.json", "vae/*.safetensors", "model_index.json", SETTINGS_NAME, EMBEDDING_CACHE_NAME]
     for task in tasks:
-        for name in task.unet_folders:
+        for name in unet_folder_names(task, dpt_head)[len(task.unet_folders) if dpt_head else 0:]:
             patterns += [f"{name}/config.json", f"{name}/*.safetensors", f"{name}/*.safetensors.index.json"]
+        if dpt_head:
+            patterns += ["dpt_head_identity/*", f"dpt_head_{task.name}/*"]
     # a diffusers pipeline (Marigold, E2E-FT, Lotus) holds one task; its text encoder gives the empty-text embedding
     for name in ("unet", "text_encoder"):
         patterns += [f"{name}/config.json", f"{name}/*.safetensors", f"{name}/*.safetensors.index.json"]
@@ -235,4 +246,4 @@ def _has_task_files(folder: Path, tasks) -> bool:
 
     if (folder / "model_index.json").is_file() and (folder / "unet").is_dir():
         return complete(folder / "vae") and complete(folder / "unet")
-    return complete(folder / "vae") and all(any(complete(folder / n) for n in t.unet_folders) for t in tasks)
+    return complete(folder / "vae") and all(any(complete(folder / n) for n in unet_folder_names(t)) for t in tasks)
