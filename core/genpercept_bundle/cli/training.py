@@ -2,6 +2,7 @@
 
 from pathlib import Path
 
+from ..errors import GenPerceptError
 from ..tasks import task_with_truth
 from .options import parse_size
 
@@ -22,7 +23,12 @@ def add_commands(commands):
     unet = commands.add_parser("train", help="train or fine-tune a task UNet with GenPercept's recipe")
     _add_training_options(unet, 30000, 3e-5)
     unet.add_argument("--task", required=True, help="depth, normal, matte or dis (any task with ground truth)")
-    unet.add_argument("--vae", type=Path, required=True, help="frozen VAE folder (e.g. MODEL/vae)")
+    unet.add_argument("--vae", type=Path, default=None, help="frozen VAE folder (e.g. MODEL/vae); not for --method dmp")
+    unet.add_argument("--method", choices=("genpercept", "dmp"), default="genpercept",
+                      help="genpercept: one step, the whole UNet (or --lora-rank); dmp: DMP's multi-step "
+                           "interpolation, a rank-4 LoRA over --base, written as a DMP checkpoint folder (--out)")
+    unet.add_argument("--base", type=Path, default=None,
+                      help="--method dmp: the Stable Diffusion folder (unet/, vae/, scheduler/) the LoRA goes onto")
     unet.add_argument("--init", type=Path, default=None,
                       help="UNet folder to fine-tune (e.g. a GenPercept unet_depth_v2); default: the small config from scratch")
     unet.add_argument("--embedding-model", type=Path, default=None,
@@ -94,7 +100,16 @@ def run_train(args) -> int:
                          lora_rank=getattr(args, "lora_rank", 0), latent_steps=getattr(args, "latent_steps", 0),
                          augmented_copies=getattr(args, "augmented_copies", 0),
                          ema_decay=args.ema_decay)
-    if args.command == "train-vae":
+    if args.command == "train" and args.method == "dmp":
+        from ..training.dmp import train_dmp
+
+        if args.base is None:
+            raise GenPerceptError("--method dmp trains a LoRA over a Stable Diffusion folder: pass --base")
+        result = train_dmp(args.dataset, args.task, args.base, args.out, config, resume=not args.no_resume,
+                           scenes=args.scenes)
+    elif args.command == "train" and args.vae is None:
+        raise GenPerceptError("pass --vae with the frozen VAE folder the UNet is trained against (e.g. MODEL/vae)")
+    elif args.command == "train-vae":
         from ..training.vae import train_vae
 
         result = train_vae(args.dataset, args.out, config, resume=not args.no_resume, scenes=args.scenes)
