@@ -46,6 +46,7 @@ class BatchOptions:
     steps: int | None = None  # models that denoise (Marigold, DMP...): None = the model's default
     ensemble_size: int = 1  # models that start from noise: maps merged, with an uncertainty map
     seed: int = 0
+    vae_tiling: str = "auto"  # "auto", "on" or "off" (GenPerceptPredictor.uses_tiling)
 
     def __post_init__(self):
         if self.tasks is not None:
@@ -97,7 +98,8 @@ class FramePredictor:
         self.options = options = options.with_model_tasks()
         self.predictor = GenPerceptPredictor.from_pretrained(
             options.model, options.tasks, device=options.device, dtype=options.dtype, vae=options.vae,
-            text_encoder=options.text_encoder, allow_download=options.allow_download, base=options.base)
+            text_encoder=options.text_encoder, allow_download=options.allow_download, base=options.base,
+            vae_tiling=options.vae_tiling)
 
     def save(self, frames: list[Frame], images: list[np.ndarray]) -> list[str]:
         reasons, start = [], 0

@@ -23,6 +23,9 @@ def add_prediction_options(command):
                          help="models that start from noise (Marigold, LCM, Lotus-G): predict N times and merge, and "
                               "write an uncertainty map (default: 1)")
     command.add_argument("--seed", type=int, default=0, help="seed of the noise of models that use it (default: 0)")
+    command.add_argument("--vae-tiling", choices=("auto", "on", "off"), default="auto",
+                         help="encode and decode in overlapping tiles: bounded memory at any resolution, slightly "
+                              "different maps; auto = above 1024x1024 processed pixels")
     command.add_argument("--format", choices=FORMATS, default="png16", help="map file format (default: png16)")
     add_processing_resolution_option(command)
     command.add_argument("--batch-size", type=int, default=1,
@@ -53,7 +56,8 @@ def batch_options(args):
                         convention=args.normal_convention, raw=args.raw, previews=not args.no_preview,
                         batch_size=args.batch_size, device=args.device, dtype=args.dtype, vae=args.vae,
                         text_encoder=args.text_encoder, allow_download=not args.offline, max_pixels=args.max_pixels,
-                        base=args.base, steps=args.steps, ensemble_size=args.ensemble_size, seed=args.seed)
+                        base=args.base, steps=args.steps, ensemble_size=args.ensemble_size, seed=args.seed,
+                        vae_tiling=args.vae_tiling)
 
 
 def add_task_option(command, default=None):

@@ -24,7 +24,13 @@ from ..tasks import TASKS, Task, get_task
 from .devices import pick_device, pick_dtype
 from .ensembles import ensemble_maps
 from .methods import load_method
-from .processing import average_with_mirrored, check_processing_size, finish_normals, finish_prediction, prepare_image
+from .processing import (average_with_mirrored, check_processing_size, finish_normals, finish_prediction, prepare_image,
+                         processing_size)
+
+VAE_TILING_CHOICES = ("auto", "on", "off")
+# Above this many processed pixels "auto" tiles the VAE: an untiled SD2 VAE decode of 1024 x 1024 already holds ~3 GiB
+# of activations, and they grow with the square of the side (2048 x 2048: ~12 GiB)
+VAE_TILING_PIXELS = 1024 * 1024
 from .provenance import versions, weights_sha256
 
 
@@ -90,7 +96,11 @@ class GenPerceptPredictor:
     >>> depth = predictor.predict(rgb_uint8_hw3, task="depth").maps[0]         # [H,W], 0 = near
     """
 
-    def __init__(self, model: ModelFolder, device="auto", dtype="float32", vae=None, text_encoder=None):
+    def __init__(self, model: ModelFolder, device="auto", dtype="float32", vae=None, text_encoder=None,
+                 vae_tiling="auto"):
+        if vae_tiling not in VAE_TILING_CHOICES:
+            raise GenPerceptError(f"VAE tiling must be one of {', '.join(VAE_TILING_CHOICES)}, got {vae_tiling!r}")
+        self.vae_tiling = vae_tiling
         self.model = model
         self.family = model.family
         self.device = pick_device(device)
@@ -103,13 +113,14 @@ class GenPerceptPredictor:
 
     @classmethod
     def from_pretrained(cls, model=None, tasks=("depth",), device="auto", dtype="float32", vae=None,
-                        text_encoder=None, allow_download=True, download_root=None, base=None):
+                        text_encoder=None, allow_download=True, download_root=None, base=None, vae_tiling="auto"):
         """``model``: a model folder of any supported family, a hub repo id, or None for the embedded default.
         ``tasks``: what to load; for a one-task model (Marigold, E2E-FT, Lotus, DMP) None loads its task.
-        ``base``: DMP only, the Stable Diffusion v1.4 folder or hub id its LoRA goes onto."""
+        ``base``: DMP only, the Stable Diffusion v1.4 folder or hub id its LoRA goes onto.
+        ``vae_tiling``: "auto" (tiles above VAE_TILING_PIXELS processed pixels), "on" or "off" (see ``uses_tiling``)."""
         wanted = [get_task(t) for t in tasks] if tasks else []
         folder = open_model_folder(model, wanted, allow_download, download_root, base)
-        predictor = cls(folder, device, dtype, vae, text_encoder)
+        predictor = cls(folder, device, dtype, vae, text_encoder, vae_tiling)
         for task in predictor.tasks if tasks is None else wanted:
             predictor.load_task(get_task(task).name)
         return predictor
@@ -222,6 +233,10 @@ class GenPerceptPredictor:
             self.load_task(task.name)
         count, size = rgb.shape[0], tuple(rgb.shape[-2:])
         run = _Run(size, sampling, torch.Generator(self.device).manual_seed(sampling.seed))
+        if any(self.uses_tiling(size, resolution) for resolution in set(resolutions.values())):
+            self.vae.enable_tiling()
+        else:
+            self.vae.disable_tiling()
         with self._interruptible(check_interrupt):
             # 2. Encode every chunk once per view (photo, mirror) and processing resolution: latents are small
             chunks = range(0, count, batch_size)
@@ -319,6 +334,15 @@ class GenPerceptPredictor:
             return finish_normals(members, run.size, padding, style).cpu(), doubt
         return finish_prediction(members, run.size, padding, style).cpu(), doubt  # [b,C,H,W]
 
+    def uses_tiling(self, size: tuple[int, int], processing_res: int) -> bool:
+        """Whether the VAE encodes and decodes in overlapping tiles (diffusers' tiling, tiles of the VAE's sample size,
+        25 % overlap, blended): bounded memory at any resolution, for slightly different maps (docs/performance.md).
+        "auto" tiles when more than VAE_TILING_PIXELS go through the model."""
+        if self.vae_tiling != "auto":
+            return self.vae_tiling == "on"
+        height, width = processing_size(*size, processing_res)
+        return height * width > VAE_TILING_PIXELS
+
     def _invariance(self) -> tuple[bool, bool]:
         """Whether the model's depth is scale- and shift-invariant (Marigold's model_index says; True otherwise)."""
         index = self.model.path / "model_index.json"
@@ -365,6 +389,7 @@ class GenPerceptPredictor:
             "vae_sha256": self._hash(self.vae_folder),
             **stochastic,
             "processing_res": processing_res,
+            "vae_tiling": bool(self.vae.use_tiling),
             "flip_average": flip_average,
             "resample": ("bilinear antialias (uint8 in, float out)" if self.family.processing == "genpercept"
                          else "bilinear antialias in, bilinear out (diffusers' Marigold processing)"),
