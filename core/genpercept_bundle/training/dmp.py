@@ -24,7 +24,7 @@ from .config import TrainConfig
 from .distributed import Processes
 from .latents import encode_latents, photo_latents
 from .loop import autocast, optimise
-from .targets import TrainingSet, flip_batch
+from .targets import TrainingSet, flip_batch, random_batch
 
 LORA_RANK = 4
 PROJECTIONS = ("to_q", "to_k", "to_v", "to_out.0")
@@ -57,13 +57,10 @@ def train_dmp(dataset, task: str, base, out: Path, config: TrainConfig, resume=T
              encode_latents(vae, flip_batch(targets, masks, everything, task)[0], device))
 
     def batch_loss(generator, step):
-        index = torch.randint(0, len(data), (config.batch_size,), generator=generator)
-        flip = torch.rand(config.batch_size, generator=generator) < 0.5
-        t = torch.randint(0, len(alphas), (config.batch_size,), generator=generator)
-        index, flip, t = processes.share(index), processes.share(flip), processes.share(t)
-        mirrored = flip[:, None, None, None]
-        x = torch.where(mirrored, photos[1][index], photos[0][index]).to(device)
-        y = torch.where(mirrored, goals[1][index], goals[0][index]).to(device)
+        index, flip, x = random_batch(photos, len(data), config.batch_size, generator, processes)
+        t = processes.share(torch.randint(0, len(alphas), (config.batch_size,), generator=generator))
+        x = x.to(device)
+        y = torch.where(flip[:, None, None, None], goals[1][index], goals[0][index]).to(device)
         a = alphas[t].to(device)[:, None, None, None]
         x_t = a.sqrt() * y + (1 - a).sqrt() * x
         velocity = a.sqrt() * x - (1 - a).sqrt() * y

@@ -31,7 +31,7 @@ from .distributed import Processes
 from .latents import photo_latents
 from .loop import autocast, optimise
 from .losses import task_loss
-from .targets import TrainingSet, flip_batch
+from .targets import TrainingSet, flip_batch, random_batch
 
 
 def train_dpt_head(dataset, task: str, vae_folder, init_unet, out: Path, config: TrainConfig, freeze_unet=True,
@@ -84,15 +84,11 @@ def train_dpt_head(dataset, task: str, vae_folder, init_unet, out: Path, config:
 
 
 def _batch_loss(task, method: DPTHeadPerceiver, data: TrainingSet, latents, config: TrainConfig, processes: Processes):
-    photos, mirrored = latents
     targets, masks = data.targets[task.name], data.masks[task.name]
     device = method.embedding.device
 
     def batch_loss(generator, step):
-        index = torch.randint(0, len(data), (config.batch_size,), generator=generator)
-        flip = torch.rand(config.batch_size, generator=generator) < 0.5
-        index, flip = processes.share(index), processes.share(flip)
-        rgb_latent = torch.where(flip[:, None, None, None], mirrored[index], photos[index])
+        index, flip, rgb_latent = random_batch(latents, len(data), config.batch_size, generator, processes)
         target, mask = flip_batch(targets[index], masks[index], flip, task)
         with autocast(config):
             prediction = method.head(method.perceive(rgb_latent.to(device)))  # [B,1,h',w'], about [-1, 1]

@@ -108,3 +108,14 @@ def flip_batch(target, mask, flip: torch.Tensor, task):
     target[flip] = mirror_maps(target[flip], get_task(task).mirror, width_axis=-1, channel_axis=1)
     mask[flip] = mask[flip].flip(-1)
     return target, mask
+
+
+def random_batch(latents, count: int, batch_size: int, generator, processes):
+    """A training batch's draw: scene indices, which are mirrored, and their photo latents (from ``latents`` =
+    (photos, mirrored photos), [N,4,h,w] each), this process's share of them (``processes``)."""
+    photos, mirrored = latents
+    index = torch.randint(0, count, (batch_size,), generator=generator)
+    flip = torch.rand(batch_size, generator=generator) < 0.5
+    index, flip = processes.share(index), processes.share(flip)
+    return index, flip, torch.where(flip[:, None, None, None], mirrored[index], photos[index])
+

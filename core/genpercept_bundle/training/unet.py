@@ -32,7 +32,7 @@ from .distributed import Processes
 from .latents import augmented_latents, encode_latents, photo_latents
 from .loop import autocast, optimise, saved_step
 from .losses import task_loss
-from .targets import TrainingSet, flip_batch
+from .targets import TrainingSet, flip_batch, random_batch
 
 
 def train_unet(dataset, task: str, vae_folder, out: Path, config: TrainConfig, init_unet=None,
@@ -108,17 +108,13 @@ def _batch_loss(task, method, data: TrainingSet, latents, target_latents, config
                 processes: Processes):
     """``batch_loss(generator, step)`` for ``optimise``: a random batch, half of it mirrored (this process's share of
     it); the latent stage's MSE on the target latent, then the task's loss on the decoded map."""
-    photos, mirrored = latents
     targets, masks = data.targets[task.name], data.masks[task.name]
     device = method.embedding.device
 
     def batch_loss(generator, step):
-        index = torch.randint(0, len(data), (config.batch_size,), generator=generator)
-        flip = torch.rand(config.batch_size, generator=generator) < 0.5
+        index, flip, rgb_latent = random_batch(latents, len(data), config.batch_size, generator, processes)
         copy = torch.randint(0, config.augmented_copies + 1, (config.batch_size,), generator=generator) \
             if config.augmented_copies and step < config.latent_steps else None
-        index, flip = processes.share(index), processes.share(flip)
-        rgb_latent = torch.where(flip[:, None, None, None], mirrored[index], photos[index])
         in_latent_stage = step < config.latent_steps
         if in_latent_stage:
             truth = torch.where(flip[:, None, None, None], target_latents["mirrored"][index],
