@@ -262,3 +262,13 @@ def test_a_pickled_dmp_lora_is_refused_with_the_conversion(tmp_path, dmp_models)
     (folder / "pytorch_lora_weights.bin").write_bytes(b"not loaded")
     with pytest.raises(GenPerceptError, match="(?s)pickle file, which is never loaded.*safetensors.torch"):
         GenPerceptPredictor.from_pretrained(folder, tasks=None, device="cpu", base=dmp_models["base"])
+
+
+def test_marigold_v1_0_original_pipeline_runs_its_ten_steps(tmp_path):
+    folder = write_random_pipeline(tmp_path / "marigold-v1-0", "marigold", "depth")
+    index = json.loads((folder / "model_index.json").read_text())
+    index = {k: v for k, v in index.items() if not k.startswith(("default_", "prediction_type"))}
+    (folder / "model_index.json").write_text(json.dumps({**index, "_class_name": "MarigoldPipeline"}))
+    predictor = GenPerceptPredictor.from_pretrained(folder, None, device="cpu")
+    assert predictor.family.name == "marigold" and predictor.loaded_tasks == ["depth"]
+    assert predictor.predict(photo(64, 64), "depth", processing_res=0).provenance["steps"] == 10

@@ -80,7 +80,7 @@ class LatentDenoiser:
             switch = torch.tensor([LOTUS_ANNOTATION_SWITCH])
             labels = torch.cat([torch.sin(switch), torch.cos(switch)], dim=-1).to(device, dtype)  # [1,4]
         method = cls(family, vae, unet, embedding.to(device, dtype), scheduler, task,
-                     steps or index.get("default_denoising_steps") or family.steps,
+                     steps or index.get("default_denoising_steps") or default_steps(index, family),
                      full_z_range=bool(index.get("use_full_z_range", False)), class_labels=labels)
         method.origin = {"unet": "unet", "embedding": f"v2 {list(embedding.shape)} from {origin}"}
         return method
@@ -151,6 +151,11 @@ class LatentDenoiser:
             return {**details, "timestep": self.recipe.fixed_timestep}
         return {**details, "steps": self.steps, "scheduler": type(self.scheduler).__name__,
                 "timestep_spacing": self.scheduler.config.get("timestep_spacing")}
+
+
+def default_steps(index: dict, family: Family) -> int:
+    """When model_index.json names none: Marigold v1-0's original pipeline ran 10 steps, the others their family's."""
+    return 10 if index.get("_class_name") == "MarigoldPipeline" else family.steps
 
 
 def load_scheduler(folder, trailing=False):
