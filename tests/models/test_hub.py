@@ -166,3 +166,29 @@ def test_the_comfyui_download_node_loads_from_the_hub(hub, tmp_path):
                              allow_download=True)
     assert model.tasks == ["depth", "normal"]
     assert (tmp_path / "comfy_models" / "someone--genpercept-tiny" / "unet_normal_v2").is_dir()
+
+
+def test_a_pipeline_repo_downloads_its_one_task_without_variants_or_extras(tmp_path, monkeypatch):
+    """A Marigold repo as released: fp16 variants beside the weights, a feature extractor, a safety checker; only
+    the UNet, VAE, scheduler, model index (and the text encoder and tokenizer, for the embedding) come down."""
+    from genpercept_bundle.models.architectures import write_random_pipeline
+
+    repo = write_random_pipeline(tmp_path / "repo", "marigold", "depth")
+    for extra in ("unet/diffusion_pytorch_model.fp16.safetensors", "vae/diffusion_pytorch_model.fp16.safetensors",
+                  "feature_extractor/preprocessor_config.json", "safety_checker/model.safetensors"):
+        (repo / extra).parent.mkdir(exist_ok=True)
+        (repo / extra).write_bytes(b"not needed")
+    server = MockHub(repo)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    monkeypatch.setenv("HF_ENDPOINT", server.endpoint)
+    monkeypatch.setenv("HF_HUB_DISABLE_XET", "1")
+    try:
+        predictor = downloaded(tmp_path, tasks=None)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert predictor.family.name == "marigold" and predictor.loaded_tasks == ["depth"]
+    fetched = {path.split(f"/resolve/{COMMIT}/")[-1].split("/resolve/main/")[-1] for command, path, _ in server.requests
+               if command == "GET" and "/resolve/" in path}
+    assert "unet/diffusion_pytorch_model.safetensors" in fetched and "scheduler/scheduler_config.json" in fetched
+    assert not [name for name in fetched if "fp16" in name or name.startswith(("feature_extractor", "safety_checker"))]

@@ -228,15 +228,19 @@ def _download(repo_id: str, local: Path, patterns: list[str], what: str):
 
 def _hub_patterns(tasks, dpt_head=False) -> list[str]:
     # the embedding cache too: models made with this bundle (like the embedded one) carry theirs
-    patterns = ["vae/config.json", "vae/*.safetensors", "model_index.json", SETTINGS_NAME, EMBEDDING_CACHE_NAME]
+    patterns = ["vae/config.json", "vae/diffusion_pytorch_model.safetensors", "vae/diffusion_pytorch_model-*.safetensors",
+                "vae/diffusion_pytorch_model.safetensors.index.json", "model_index.json", SETTINGS_NAME,
+                EMBEDDING_CACHE_NAME]
     for task in tasks:
         for name in unet_folder_names(task, dpt_head)[len(task.unet_folders) if dpt_head else 0:]:
             patterns += [f"{name}/config.json", f"{name}/*.safetensors", f"{name}/*.safetensors.index.json"]
         if dpt_head:
             patterns += ["dpt_head_identity/*", f"dpt_head_{task.name}/*"]
-    # a diffusers pipeline (Marigold, E2E-FT, Lotus) holds one task; its text encoder gives the empty-text embedding
-    for name in ("unet", "text_encoder"):
-        patterns += [f"{name}/config.json", f"{name}/*.safetensors", f"{name}/*.safetensors.index.json"]
+    # a diffusers pipeline (Marigold, E2E-FT, Lotus) holds one task; its text encoder gives the empty-text embedding.
+    # Full-precision files by name: releases also carry .fp16 variants of the same weights
+    for name, weights in (("unet", "diffusion_pytorch_model"), ("text_encoder", "model")):
+        patterns += [f"{name}/config.json", f"{name}/{weights}.safetensors", f"{name}/{weights}-*.safetensors",
+                     f"{name}/{weights}.safetensors.index.json"]
     return patterns + ["scheduler/scheduler_config.json", "tokenizer/*"]
 
 
