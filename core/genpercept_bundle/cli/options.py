@@ -25,7 +25,7 @@ def add_prediction_options(command):
     command.add_argument("--seed", type=int, default=0, help="seed of the noise of models that use it (default: 0)")
     command.add_argument("--vae-tiling", choices=("auto", "on", "off"), default="auto",
                          help="encode and decode in overlapping tiles: bounded memory at any resolution, slightly "
-                              "different maps; auto = above 1024x1024 processed pixels")
+                              "different maps; auto = above 768x768 processed pixels")
     command.add_argument("--format", choices=FORMATS, default="png16", help="map file format (default: png16)")
     add_processing_resolution_option(command)
     command.add_argument("--batch-size", type=int, default=1,

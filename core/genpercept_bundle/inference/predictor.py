@@ -28,9 +28,10 @@ from .processing import (average_with_mirrored, check_processing_size, finish_no
                          processing_size)
 
 VAE_TILING_CHOICES = ("auto", "on", "off")
-# Above this many processed pixels "auto" tiles the VAE: an untiled SD2 VAE decode of 1024 x 1024 already holds ~3 GiB
-# of activations, and they grow with the square of the side (2048 x 2048: ~12 GiB)
-VAE_TILING_PIXELS = 1024 * 1024
+# Above this many processed pixels "auto" tiles the VAE: the release's default 768 x 768 stays untiled (6.4 GB peak for an
+# SD2.1-size model here), 1024 x 1024 untiled already peaks at 8.2 GB and the VAE's activations grow with the square of
+# the side (docs/performance.md)
+VAE_TILING_PIXELS = 768 * 768
 from .provenance import versions, weights_sha256
 
 
