@@ -37,7 +37,9 @@ def add_prediction_options(command):
                          help="write the network's raw [0,1] output instead of the documented convention")
     command.add_argument("--no-preview", action="store_true", help="skip the 8-bit preview PNGs")
     command.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
-    command.add_argument("--dtype", default="float32", help="float32 (default) or float16 (GPU only)")
+    command.add_argument("--dtype", default="float32",
+                         help="float32 (default), float16 (GPU only) or bfloat16 (GPUs, and CPUs with bf16 units: "
+                              "about 2x faster there; docs/performance.md)")
     command.add_argument("--vae", default=None, help="use this VAE folder instead of the model's vae/")
     command.add_argument("--text-encoder", default=None,
                          help="folder with text_encoder/ + tokenizer/ to compute the empty-text embedding once")
