@@ -4,6 +4,7 @@ base, a one-task model's task chosen without --task."""
 import json
 
 import numpy as np
+import pytest
 
 from genpercept_bundle.cli import main
 from genpercept_bundle.map_files import read_map, maps_complete
@@ -50,3 +51,18 @@ def test_dmp_without_base_is_one_line(tmp_path, photo, capsys):
 def test_ensemble_of_a_deterministic_model_is_refused(tmp_path, photo, tiny_model, capsys):
     assert run("predict", photo, "--model", tiny_model, "--out", tmp_path / "out", "--ensemble-size", 4) != 0
     assert "deterministic" in capsys.readouterr().err
+
+
+def test_threads_reach_the_networks(tmp_path, photo, tiny_model):
+    import torch
+
+    before = torch.get_num_threads()
+    try:
+        assert run("predict", photo, "--model", tiny_model, "--task", "depth", "--out", tmp_path / "out",
+                   "--threads", 1, "--processing-res", 64) == 0
+        assert json.loads((tmp_path / "out" / "photo_depth.json").read_text())["threads"] == 1
+    finally:
+        torch.set_num_threads(before)
+    with pytest.raises(SystemExit) as refused:  # a usage error: argparse's exit code 2
+        run("predict", photo, "--model", tiny_model, "--out", tmp_path / "x", "--threads", 0)
+    assert refused.value.code == 2

@@ -47,6 +47,7 @@ class BatchOptions:
     ensemble_size: int = 1  # models that start from noise: maps merged, with an uncertainty map
     seed: int = 0
     vae_tiling: str = "auto"  # "auto", "on" or "off" (GenPerceptPredictor.uses_tiling)
+    threads: int | None = None  # CPU threads of the networks (None: torch's default)
 
     def __post_init__(self):
         if self.tasks is not None:
@@ -96,6 +97,10 @@ class FramePredictor:
         from ..inference.predictor import GenPerceptPredictor
 
         self.options = options = options.with_model_tasks()
+        if options.threads:
+            import torch
+
+            torch.set_num_threads(options.threads)
         self.predictor = GenPerceptPredictor.from_pretrained(
             options.model, options.tasks, device=options.device, dtype=options.dtype, vae=options.vae,
             text_encoder=options.text_encoder, allow_download=options.allow_download, base=options.base,

@@ -37,6 +37,9 @@ def add_prediction_options(command):
                          help="write the network's raw [0,1] output instead of the documented convention")
     command.add_argument("--no-preview", action="store_true", help="skip the 8-bit preview PNGs")
     command.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
+    command.add_argument("--threads", type=_at_least_one, default=None,
+                         help="CPU threads for the networks (default: torch's choice, one per physical core); fewer "
+                              "can be faster on a busy machine")
     command.add_argument("--dtype", default="float32",
                          help="float32 (default), float16 (GPU only) or bfloat16 (GPUs, and CPUs with bf16 units: "
                               "about 2x faster there; docs/performance.md)")
@@ -59,7 +62,7 @@ def batch_options(args):
                         batch_size=args.batch_size, device=args.device, dtype=args.dtype, vae=args.vae,
                         text_encoder=args.text_encoder, allow_download=not args.offline, max_pixels=args.max_pixels,
                         base=args.base, steps=args.steps, ensemble_size=args.ensemble_size, seed=args.seed,
-                        vae_tiling=args.vae_tiling)
+                        vae_tiling=args.vae_tiling, threads=args.threads)
 
 
 def add_task_option(command, default=None):

@@ -396,6 +396,7 @@ class GenPerceptPredictor:
                          else "bilinear antialias in, bilinear out (diffusers' Marigold processing)"),
             "dtype": str(self.dtype).removeprefix("torch."),
             "device": str(self.device),
+            "threads": torch.get_num_threads() if self.device.type == "cpu" else None,
             "attention": type(next(iter(method.unet.attn_processors.values()), None)).__name__,
             "versions": versions(),
         }
