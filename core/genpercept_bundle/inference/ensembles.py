@@ -6,6 +6,8 @@ import torch
 from ..errors import GenPerceptError
 from ..tasks import Task
 
+ENSEMBLE_TASKS = ("depth", "disparity", "normal")  # what Marigold's ensembling merges; the predictor refuses others
+
 
 def ensemble_maps(members: torch.Tensor, task: Task, scale_invariant=True, shift_invariant=True, vectors=False):
     """``members`` [E,C,h,w] in [0, 1] -> (the merged map [1,C,h,w] in [0, 1], uncertainty [1,1,h,w]); normals
@@ -19,8 +21,6 @@ def ensemble_maps(members: torch.Tensor, task: Task, scale_invariant=True, shift
         normals = members.float() if vectors else members.float() * 2.0 - 1.0
         merged, uncertainty = MarigoldNormalsPipeline.ensemble_normals(normals, True)
         return (merged if vectors else (merged + 1.0) / 2.0), uncertainty
-    if task.name not in ("depth", "disparity"):
-        raise GenPerceptError(f"{task.name} maps have no ensembling; predict them with an ensemble size of 1")
     try:
         return MarigoldDepthPipeline.ensemble_depth(members.float(), scale_invariant, shift_invariant, True)
     except ImportError as exc:  # scipy, for the alignment

@@ -17,22 +17,21 @@ from diffusers import AutoencoderKL
 from ..choices import MIN_IMAGE_SIDE
 from ..conventions import normals_from_raw
 from ..errors import GenPerceptError
-from ..models.families import read_json
 from ..models.folders import ModelFolder, open_model_folder
 from ..models.weights import load_model
 from ..tasks import TASKS, Task, get_task
 from .devices import pick_device, pick_dtype
-from .ensembles import ensemble_maps
+from .ensembles import ENSEMBLE_TASKS, ensemble_maps
 from .methods import load_method
 from .processing import (average_with_mirrored, check_processing_size, finish_normals, finish_prediction, prepare_image,
                          processing_size)
+from .provenance import versions, weights_sha256
 
 VAE_TILING_CHOICES = ("auto", "on", "off")
 # Above this many processed pixels "auto" tiles the VAE: the release's default 768 x 768 stays untiled (6.4 GB peak for an
 # SD2.1-size model here), 1024 x 1024 untiled already peaks at 8.2 GB and the VAE's activations grow with the square of
 # the side (docs/performance.md)
 VAE_TILING_PIXELS = 768 * 768
-from .provenance import versions, weights_sha256
 
 
 def as_rgb_batch(images) -> torch.Tensor:
@@ -282,8 +281,8 @@ class GenPerceptPredictor:
         if sampling.ensemble_size > 1 and not self.stochastic:
             raise GenPerceptError(f"{self.family.title} is deterministic: every member of an ensemble would be the "
                                   "same map; use an ensemble size of 1 (ensembles are for Marigold, LCM and Lotus-G)")
-        if sampling.ensemble_size > 1 and any(task.name not in ("depth", "disparity", "normal") for task in tasks):
-            raise GenPerceptError("ensembles merge depth, disparity and normal maps only")
+        if sampling.ensemble_size > 1 and any(task.name not in ENSEMBLE_TASKS for task in tasks):
+            raise GenPerceptError(f"ensembles merge {', '.join(ENSEMBLE_TASKS[:-1])} and {ENSEMBLE_TASKS[-1]} maps only")
         resolutions = {task.name: self.processing_resolution(task, processing_res) for task in tasks}
         for resolution in set(resolutions.values()):
             check_processing_size(*rgb.shape[-2:], resolution)
@@ -327,7 +326,7 @@ class GenPerceptPredictor:
         if ensemble > 1:
             bottom, right = padding
             members = members[..., :members.shape[-2] - bottom, :members.shape[-1] - right]
-            merged = [ensemble_maps(group, task, *self._invariance(), vectors) for group in members.split(ensemble)]
+            merged = [ensemble_maps(group, task, *method.invariance, vectors) for group in members.split(ensemble)]
             members = torch.cat([m for m, _ in merged])
             doubt = finish_prediction(torch.cat([d for _, d in merged]), run.size, (0, 0), style).cpu()
             padding = (0, 0)
@@ -343,12 +342,6 @@ class GenPerceptPredictor:
             return self.vae_tiling == "on"
         height, width = processing_size(*size, processing_res)
         return height * width > VAE_TILING_PIXELS
-
-    def _invariance(self) -> tuple[bool, bool]:
-        """Whether the model's depth is scale- and shift-invariant (Marigold's model_index says; True otherwise)."""
-        index = self.model.path / "model_index.json"
-        values = read_json(index) if index.is_file() and self.family.layout == "pipeline" else {}
-        return bool(values.get("scale_invariant", True)), bool(values.get("shift_invariant", True))
 
     @contextmanager
     def _interruptible(self, check_interrupt):

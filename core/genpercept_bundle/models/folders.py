@@ -16,6 +16,7 @@ model. Standard library only (huggingface_hub is imported for a download).
 import os
 import re
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 from ..errors import GenPerceptError
@@ -55,7 +56,7 @@ class ModelFolder:
     family: Family = FAMILIES["genpercept"]
     base: Path | None = None  # DMP: the Stable Diffusion folder its LoRA goes onto
 
-    @property
+    @cached_property
     def pipeline_task(self) -> str | None:
         """The one task of a diffusers pipeline folder (Marigold, E2E-FT, Lotus) or a DMP checkpoint; None for
         GenPercept's layout, which holds a UNet per task."""
@@ -114,11 +115,14 @@ class ModelFolder:
         return [t.name for t in tasks if any((self.path / n).is_dir() for n in unet_folder_names(t))]
 
 
-def unet_folder_names(task: Task, dpt_head=True) -> list[str]:
-    """A task's UNet folders in GenPercept's layout, preferred first: the release's, then (``dpt_head``) their
-    DPT-head variants, ``unet_<task>_dpt_head_v2`` beside a ``dpt_head_*`` folder."""
-    names = list(task.unet_folders)
-    return names + [name[:-3] + "_dpt_head" + name[-3:] for name in names] if dpt_head else names
+def unet_folder_names(task: Task) -> list[str]:
+    """A task's UNet folders in GenPercept's layout, preferred first: the release's, then their DPT-head variants."""
+    return [*task.unet_folders, *dpt_head_folder_names(task)]
+
+
+def dpt_head_folder_names(task: Task) -> list[str]:
+    """``unet_<task>_dpt_head_v2`` (beside a ``dpt_head_*`` folder) for each of the task's release folders."""
+    return [name[:-3] + "_dpt_head" + name[-3:] for name in task.unet_folders]
 
 
 def open_model_folder(model=None, tasks=(), allow_download=True, download_root=None, base=None) -> ModelFolder:
@@ -144,10 +148,9 @@ def _base_folder(base, allow_download, download_root) -> Path:
         if not (path / "unet").is_dir():
             if not allow_download:
                 raise GenPerceptError(f"{base} is not downloaded: put its unet/, vae/ and scheduler/ into {path}")
-            _download(str(base), path, ["unet/config.json", "unet/*.safetensors", "vae/config.json",
-                                        "vae/*.safetensors", "scheduler/scheduler_config.json",
-                                        "text_encoder/config.json", "text_encoder/*.safetensors", "tokenizer/*"],
-                      f"unet/, vae/ and scheduler/ into {path}")
+            _download(str(base), path, [*_weights_patterns("unet"), *_weights_patterns("vae"),
+                                        *_weights_patterns("text_encoder", "model"), "scheduler/scheduler_config.json",
+                                        "tokenizer/*"], f"unet/, vae/ and scheduler/ into {path}")
     missing = [name for name in ("unet", "vae", "scheduler") if not (path / name).is_dir()]
     if missing:
         raise GenPerceptError(f"the DMP base {base} has no {', '.join(missing)}/ folder: it must be a diffusers Stable "
@@ -227,21 +230,25 @@ def _download(repo_id: str, local: Path, patterns: list[str], what: str):
 
 
 def _hub_patterns(tasks, dpt_head=False) -> list[str]:
-    # the embedding cache too: models made with this bundle (like the embedded one) carry theirs
-    patterns = ["vae/config.json", "vae/diffusion_pytorch_model.safetensors", "vae/diffusion_pytorch_model-*.safetensors",
-                "vae/diffusion_pytorch_model.safetensors.index.json", "model_index.json", SETTINGS_NAME,
-                EMBEDDING_CACHE_NAME]
+    """What a hub download fetches for ``tasks``: GenPercept's release folders (or, ``dpt_head``, their DPT-head
+    variants and heads), or a diffusers pipeline's one-task components; the embedding cache and settings of models
+    made with this bundle (like the embedded one) too."""
+    patterns = [*_weights_patterns("vae"), "model_index.json", SETTINGS_NAME, EMBEDDING_CACHE_NAME]
     for task in tasks:
-        for name in unet_folder_names(task, dpt_head)[len(task.unet_folders) if dpt_head else 0:]:
+        for name in dpt_head_folder_names(task) if dpt_head else task.unet_folders:
             patterns += [f"{name}/config.json", f"{name}/*.safetensors", f"{name}/*.safetensors.index.json"]
         if dpt_head:
             patterns += ["dpt_head_identity/*", f"dpt_head_{task.name}/*"]
-    # a diffusers pipeline (Marigold, E2E-FT, Lotus) holds one task; its text encoder gives the empty-text embedding.
-    # Full-precision files by name: releases also carry .fp16 variants of the same weights
-    for name, weights in (("unet", "diffusion_pytorch_model"), ("text_encoder", "model")):
-        patterns += [f"{name}/config.json", f"{name}/{weights}.safetensors", f"{name}/{weights}-*.safetensors",
-                     f"{name}/{weights}.safetensors.index.json"]
+    # a diffusers pipeline (Marigold, E2E-FT, Lotus) holds one task; its text encoder gives the empty-text embedding
+    patterns += [*_weights_patterns("unet"), *_weights_patterns("text_encoder", "model")]
     return patterns + ["scheduler/scheduler_config.json", "tokenizer/*"]
+
+
+def _weights_patterns(folder: str, weights: str = "diffusion_pytorch_model") -> list[str]:
+    """A diffusers component folder's config and full-precision weights, by name: releases also carry .fp16 variants
+    of the same weights, which are not downloaded."""
+    return [f"{folder}/config.json", f"{folder}/{weights}.safetensors", f"{folder}/{weights}-*.safetensors",
+            f"{folder}/{weights}.safetensors.index.json"]
 
 
 def _has_task_files(folder: Path, tasks) -> bool:

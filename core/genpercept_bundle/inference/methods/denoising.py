@@ -26,7 +26,7 @@ from ...models.embedding import resolve_embedding
 from ...models.families import Family, read_json
 from ...models.weights import load_model
 from ...tasks import Task
-from .one_step import encode_image, keep_non_finite, to_unit_range
+from .one_step import decode_latent, encode_image, keep_non_finite, to_unit_range
 
 SCHEDULERS = {cls.__name__: cls for cls in (DDIMScheduler, DDPMScheduler, LCMScheduler)}
 
@@ -59,14 +59,14 @@ LOTUS_ANNOTATION_SWITCH = (1.0, 0.0)  # Lotus's task switcher: [1, 0] annotates,
 
 class LatentDenoiser:
     def __init__(self, family: Family, vae, unet, embedding, scheduler, task: Task, steps: int,
-                 full_z_range: bool = False, class_labels: torch.Tensor | None = None):
+                 full_z_range: bool = False, class_labels: torch.Tensor | None = None, invariance=(True, True)):
         self.family, self.recipe = family, RECIPES[family.name]
         self.name = family.title
         self.vae, self.unet, self.embedding, self.scheduler, self.task = vae, unet, embedding, scheduler, task
         self.steps = int(steps)
         self.full_z_range = full_z_range
         self.class_labels = class_labels  # [1,K] or None
-        self.stochastic = family.stochastic
+        self.invariance = invariance  # (scale, shift): how an ensemble's depth maps are aligned
 
     @classmethod
     def load(cls, family: Family, folder, task: Task, vae, dtype, device, text_encoder=None, steps=None):
@@ -81,7 +81,8 @@ class LatentDenoiser:
             labels = torch.cat([torch.sin(switch), torch.cos(switch)], dim=-1).to(device, dtype)  # [1,4]
         method = cls(family, vae, unet, embedding.to(device, dtype), scheduler, task,
                      steps or index.get("default_denoising_steps") or default_steps(index, family),
-                     full_z_range=bool(index.get("use_full_z_range", False)), class_labels=labels)
+                     full_z_range=bool(index.get("use_full_z_range", False)), class_labels=labels,
+                     invariance=(bool(index.get("scale_invariant", True)), bool(index.get("shift_invariant", True))))
         method.origin = {"unet": "unet", "embedding": f"v2 {list(embedding.shape)} from {origin}"}
         return method
 
@@ -89,9 +90,7 @@ class LatentDenoiser:
         return {"unet": self.unet}
 
     def encode(self, image: torch.Tensor, generator=None) -> torch.Tensor:
-        if not self.recipe.posterior_sample:
-            return encode_image(self.vae, image)
-        return self.vae.encode(image).latent_dist.sample(generator) * self.vae.config.scaling_factor
+        return encode_image(self.vae, image, generator, sample=self.recipe.posterior_sample)
 
     def initial_noise(self, rgb_latent: torch.Tensor, generator=None) -> torch.Tensor:
         if self.recipe.start == "zeros":
@@ -116,7 +115,7 @@ class LatentDenoiser:
         return latent
 
     def decode(self, target_latent: torch.Tensor) -> torch.Tensor:
-        decoded = keep_non_finite(self.vae.decode(target_latent / self.vae.config.scaling_factor).sample.float())
+        decoded = keep_non_finite(decode_latent(self.vae, target_latent).float())
         outputs = self.recipe.outputs
         if outputs == "lotus":  # clamp(x / 2 + 0.5), then the channel mean
             maps = (decoded / 2 + 0.5).clamp(0, 1)

@@ -20,7 +20,7 @@ from ...models.embedding import resolve_embedding
 from ...models.families import read_json
 from ...models.weights import load_model
 from ...tasks import Task
-from .one_step import keep_non_finite, to_unit_range
+from .one_step import decode_latent, encode_image, keep_non_finite, to_unit_range
 
 LORA_WEIGHTS = "pytorch_lora_weights.safetensors"
 PICKLED_LORA = "pytorch_lora_weights.bin"
@@ -31,7 +31,6 @@ CONVERT = ("python -c \"import torch, safetensors.torch as st; sd = torch.load('
 
 class DMPInterpolator:
     name = "DMP (deterministic interpolation, LoRA)"
-    stochastic = False
 
     def __init__(self, vae, unet, embedding: torch.Tensor, scheduler, task: Task, steps: int = 5):
         self.vae, self.unet, self.embedding, self.scheduler, self.task = vae, unet, embedding, scheduler, task
@@ -54,7 +53,7 @@ class DMPInterpolator:
 
     def encode(self, image: torch.Tensor, generator=None) -> torch.Tensor:
         """A sample of the VAE posterior, as DMP draws it (from the run's seeded generator here)."""
-        return self.vae.encode(image).latent_dist.sample(generator) * self.vae.config.scaling_factor
+        return encode_image(self.vae, image, generator, sample=True)
 
     def initial_noise(self, rgb_latent: torch.Tensor, generator=None):
         return None
@@ -69,7 +68,7 @@ class DMPInterpolator:
         return latent
 
     def decode(self, target_latent: torch.Tensor) -> torch.Tensor:
-        decoded = keep_non_finite(self.vae.decode(target_latent / self.vae.config.scaling_factor).sample.float())
+        decoded = keep_non_finite(decode_latent(self.vae, target_latent).float())
         maps = to_unit_range(decoded, self.task.channels)
         if self.task.unit_vectors:  # Omnidata's Y down, Z away -> Y up, Z toward the viewer
             maps[:, 1:] = 1 - maps[:, 1:]

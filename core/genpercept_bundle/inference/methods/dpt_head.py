@@ -24,7 +24,6 @@ OUTPUT_LAYERS = ("conv_out.", "conv_norm_out.")
 
 class DPTHeadPerceiver:
     name = "genpercept one-step, DPT head"
-    stochastic = False
 
     def __init__(self, vae, unet, head: DPTHead, embedding: torch.Tensor, task: Task, timestep: int,
                  output: str = "min_max"):

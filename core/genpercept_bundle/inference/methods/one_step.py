@@ -18,7 +18,6 @@ from ...tasks import Task
 
 class OneStepPerceiver:
     name = "genpercept one-step"
-    stochastic = False
 
     def __init__(self, vae, unet, embedding: torch.Tensor, task: Task, timestep: int):
         self.vae, self.unet, self.embedding, self.task = vae, unet, embedding, task  # embedding [1,N,D]
@@ -51,7 +50,7 @@ class OneStepPerceiver:
 
     def decode_latent(self, target_latent: torch.Tensor) -> torch.Tensor:
         """The VAE's decoding, [B,3,h,w] in about [-1, 1] (what the training losses compare)."""
-        return self.vae.decode(target_latent / self.vae.config.scaling_factor).sample
+        return decode_latent(self.vae, target_latent)
 
     def decode(self, target_latent: torch.Tensor) -> torch.Tensor:
         return to_unit_range(self.decode_latent(target_latent), self.task.channels)
@@ -60,10 +59,17 @@ class OneStepPerceiver:
         return {"method": self.name, **getattr(self, "origin", {}), "timestep": self.timestep}
 
 
-def encode_image(vae, image: torch.Tensor) -> torch.Tensor:
+def encode_image(vae, image: torch.Tensor, generator=None, sample=False) -> torch.Tensor:
     """[B,3,h,w] in [-1, 1] -> the VAE's posterior mean x scaling factor [B,4,h/8,w/8]: photos at inference and in
-    training, and the training targets' latents."""
-    return vae.encode(image).latent_dist.mode() * vae.config.scaling_factor
+    training, and the training targets' latents. ``sample``: a draw from the posterior (with ``generator``) instead of
+    its mean, as Lotus and DMP encode."""
+    posterior = vae.encode(image).latent_dist
+    return (posterior.sample(generator) if sample else posterior.mode()) * vae.config.scaling_factor
+
+
+def decode_latent(vae, latent: torch.Tensor) -> torch.Tensor:
+    """A latent (scaled as ``encode_image`` gives it) -> the VAE's decoding [B,3,h,w], about [-1, 1]."""
+    return vae.decode(latent / vae.config.scaling_factor).sample
 
 
 def to_unit_range(decoded: torch.Tensor, channels: int) -> torch.Tensor:
