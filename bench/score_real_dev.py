@@ -1,9 +1,9 @@
 """Depth and normals of a model on the real_dev photos, scored by the set's own score.py.
 
-    python bench/score_real_dev.py [--model DIR] [--out bench/results/real_dev] [--set ../shared/eval/real_dev]
+    python bench/score_real_dev.py [--model DIR] [--detail N] [--out bench/results/real_dev] [--set ../shared/eval/real_dev]
 
 Predicts every sample's photo with the model's defaults (as `genpercept predict` does), writes
-<id>_<task>.npy as score.py reads them (normals OpenGL: --normals opengl) and runs score.py; its summary
+<id>_<task>.npy as score.py reads them (``--detail N``: with N x N detail tiles merged in) (normals OpenGL: --normals opengl) and runs score.py; its summary
 is the last line printed. Evaluation only: nothing here trains on the set.
 """
 
@@ -16,6 +16,8 @@ from pathlib import Path
 import numpy as np
 
 from genpercept_bundle import GenPerceptPredictor, load_image
+from genpercept_bundle.inference.detail_tiles import predict_with_detail
+from genpercept_bundle.inference.predictor import as_rgb_batch
 
 HERE = Path(__file__).parent
 DEFAULT_SET = HERE.parent.parent / "shared" / "eval" / "real_dev"
@@ -27,6 +29,7 @@ def main():
     parser.add_argument("--base", default=None, help="DMP models: their Stable Diffusion base")
     parser.add_argument("--out", type=Path, default=HERE / "results" / "real_dev")
     parser.add_argument("--set", type=Path, default=DEFAULT_SET)
+    parser.add_argument("--detail", type=int, default=1, help="N x N detail tiles (inference/detail_tiles.py)")
     args = parser.parse_args()
     samples = json.loads((args.set / "manifest.json").read_text())["samples"]
     predictor = GenPerceptPredictor.from_pretrained(args.model, None if args.model else ["depth", "normal"],
@@ -37,7 +40,11 @@ def main():
         if task not in predictor.loaded_tasks and not (task == "depth" and "disparity" in predictor.loaded_tasks):
             continue
         kind = task if task in predictor.loaded_tasks else "disparity"
-        maps = predictor.predict(load_image(args.set / sample["rgb"]), kind).maps[0]
+        image = as_rgb_batch(load_image(args.set / sample["rgb"]))
+        if args.detail > 1:
+            maps = predict_with_detail(predictor, image, [kind], args.detail)[kind].maps[0]
+        else:
+            maps = predictor.predict(image, kind).maps[0]
         if kind == "disparity":  # the score fits an affine map to depth: give it depth order
             maps = 1.0 - maps
         np.save(args.out / f"{sample['id']}_{task}.npy", maps.astype(np.float32))

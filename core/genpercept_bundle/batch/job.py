@@ -48,12 +48,15 @@ class BatchOptions:
     seed: int = 0
     vae_tiling: str = "auto"  # "auto", "on" or "off" (GenPerceptPredictor.uses_tiling)
     threads: int | None = None  # CPU threads of the networks (None: torch's default)
+    detail: int = 1  # > 1: N x N tiles merged into each photo's maps (inference/detail_tiles.py)
 
     def __post_init__(self):
         if self.tasks is not None:
             object.__setattr__(self, "tasks", tuple(dict.fromkeys(get_task(t).name for t in self.tasks)))
         if self.batch_size < 1:
             raise GenPerceptError(f"batch size must be at least 1, got {self.batch_size}")
+        if self.detail < 1:
+            raise GenPerceptError(f"the detail factor must be at least 1, got {self.detail}")
 
     def with_model_tasks(self) -> "BatchOptions":
         """These options with ``tasks`` filled in from the model when none were asked for."""
@@ -116,15 +119,27 @@ class FramePredictor:
             start = end
         return reasons
 
+    def _predictions(self, images: np.ndarray):
+        """Each task's Prediction for a run of same-size images, one task at a time where it can."""
+        options, predictor = self.options, self.predictor
+        if options.detail > 1:
+            from ..inference.detail_tiles import predict_with_detail
+            from ..inference.predictor import as_rgb_batch
+
+            yield from predict_with_detail(predictor, as_rgb_batch(images), options.tasks, options.detail,
+                                           options.processing_res, options.flip_average, options.sampling).values()
+            return
+        for _, prediction in predictor.iter_predictions(images, options.tasks, options.processing_res,
+                                                        options.batch_size, flip_average=options.flip_average,
+                                                        sampling=options.sampling):
+            yield prediction
+
     def _save_run(self, frames, images) -> list[str]:
         """Predict one run of same-size frames and save each task's maps as soon as they are made (a large photo
         then holds one task's full-size maps at once)."""
         options = self.options
         try:
-            for _, prediction in self.predictor.iter_predictions(np.stack(images), options.tasks,
-                                                                 options.processing_res, options.batch_size,
-                                                                 flip_average=options.flip_average,
-                                                                 sampling=options.sampling):
+            for prediction in self._predictions(np.stack(images)):
                 for index, frame in enumerate(frames):
                     save_prediction(options.out, frame.stem, frame.source, prediction, options.format,
                                     options.convention, options.raw, options.previews, index)

@@ -26,6 +26,10 @@ def add_prediction_options(command):
     command.add_argument("--vae-tiling", choices=("auto", "on", "off"), default="auto",
                          help="encode and decode in overlapping tiles: bounded memory at any resolution, slightly "
                               "different maps; auto = above 768x768 processed pixels")
+    command.add_argument("--detail", type=_at_least_one, default=1, metavar="N",
+                         help="for photos much larger than the processing resolution: also predict N x N overlapping "
+                              "tiles at the processing resolution and merge them into the whole photo's maps (sharper "
+                              "edges; N*N + 1 passes; default 1 = off)")
     command.add_argument("--format", choices=FORMATS, default="png16", help="map file format (default: png16)")
     add_processing_resolution_option(command)
     command.add_argument("--batch-size", type=int, default=1,
@@ -62,7 +66,7 @@ def batch_options(args):
                         batch_size=args.batch_size, device=args.device, dtype=args.dtype, vae=args.vae,
                         text_encoder=args.text_encoder, allow_download=not args.offline, max_pixels=args.max_pixels,
                         base=args.base, steps=args.steps, ensemble_size=args.ensemble_size, seed=args.seed,
-                        vae_tiling=args.vae_tiling, threads=args.threads)
+                        vae_tiling=args.vae_tiling, threads=args.threads, detail=args.detail)
 
 
 def add_task_option(command, default=None):
