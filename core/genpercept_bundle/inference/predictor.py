@@ -43,6 +43,7 @@ def as_rgb_batch(images) -> torch.Tensor:
             raise GenPerceptError("images in one batch must share a size; predict them one by one")
         images = np.stack([np.asarray(i) for i in images])
     if isinstance(images, np.ndarray) and images.ndim in (3, 4):
+        images = np.require(images, requirements="W")  # np.asarray(PIL image) is read-only; torch warns on those
         images = torch.from_numpy(images[None] if images.ndim == 3 else images).permute(0, 3, 1, 2)
     if not isinstance(images, torch.Tensor) or images.ndim != 4 or images.shape[1] != 3:
         shape = list(images.shape) if hasattr(images, "shape") else type(images).__name__
