@@ -1,13 +1,15 @@
 """The V3 node schemas (ComfyUI >= 0.3.60). Each node translates ComfyUI types and calls operations / models."""
 
+import logging
+
 import comfy.model_management
 import comfy.utils
 import folder_paths
-from comfy_api.latest import ComfyExtension, io
+from comfy_api.latest import ComfyExtension, io, ui
 
 from genpercept_bundle import GenPerceptError
 from genpercept_bundle.choices import FLIP_AVERAGE_CHOICES, MAX_PROCESSING_RESOLUTION, MODEL_DEFAULT
-from genpercept_bundle.conventions import NORMAL_CONVENTIONS
+from genpercept_bundle.conventions import DEPTH_COLORMAPS, NORMAL_CONVENTIONS
 from genpercept_bundle.map_files import FORMATS
 from genpercept_bundle.tasks import DEFAULT_TASKS
 
@@ -19,7 +21,17 @@ register_model_folder(folder_paths)
 ModelType = io.Custom("GENPERCEPT_MODEL")
 MapsType = io.Custom("GENPERCEPT_MAPS")
 SamplingType = io.Custom("GENPERCEPT_SAMPLING")
-CATEGORY = "image/genpercept"
+# where ComfyUI's own Depth Anything 3, MoGe and background-removal nodes sit, so users find these beside them
+LOADERS = "model/loaders"
+GEOMETRY = "image/geometry estimation"
+MATTING = "image/background removal"
+ALIASES = ["genpercept", "diffusion perception", "marigold", "lotus", "e2e-ft", "dmp"]
+DEPTH_ALIASES = ["depth", "depth estimation", "monocular depth", "depth map", "zdepth", "disparity", "geometry",
+                 "geometry estimation", "controlnet depth", "preprocessor", *ALIASES]
+NORMAL_ALIASES = ["normal", "normals", "normal map", "surface normals", "geometry", "geometry estimation",
+                  "controlnet normal", "preprocessor", *ALIASES]
+MATTE_ALIASES = ["matte", "matting", "alpha matte", "alpha", "background removal", "remove background", "cutout",
+                 "mask", "portrait", *ALIASES]
 
 RESOLUTION_TOOLTIP = ("Longest side (pixels) the model sees. -1 = the model's own default (768 for GenPercept; for the "
                       "embedded small model, the size each task was trained at); 0 = the image's native size. No "
@@ -27,6 +39,9 @@ RESOLUTION_TOOLTIP = ("Longest side (pixels) the model sees. -1 = the model's ow
 FLIP_TOOLTIP = ("Also predict the mirrored image and average the two: steadier maps for twice the time. auto: the "
                 "model's default (embedded model: on; released GenPercept checkpoints: off).")
 BATCH_TOOLTIP = "Images per forward pass. Long videos are processed this many frames at a time to bound memory."
+ALPHA_TOOLTIP = ("For RGBA images (the model sees RGB only): 'over grey' composites them over mid-grey, 'ignore' drops "
+                 "the alpha (what lies under transparent pixels shows), 'as matte' (matte node) returns the image's own "
+                 "alpha instead of predicting. Opaque and RGB images are not affected.")
 
 
 def _task_switches():
@@ -68,7 +83,8 @@ def _loader_schema(node_id, display_name, description, source):
     base = io.String.Input("dmp_base", default="", optional=True,
                            tooltip="DMP checkpoints only: the Stable Diffusion v1.4 its LoRA goes onto, a folder name in "
                                    "models/genpercept/ or a hub id (CompVis/stable-diffusion-v1-4). Empty otherwise.")
-    return io.Schema(node_id=node_id, display_name=display_name, category=CATEGORY, description=description,
+    return io.Schema(node_id=node_id, display_name=display_name, category=LOADERS, description=description,
+                     search_aliases=["depth model", "normal model", "matting model", *ALIASES],
                      inputs=[source, *_task_switches(), *_device_inputs(), base],
                      outputs=[ModelType.Output(display_name="model")])
 
@@ -124,7 +140,8 @@ class GenPerceptSampling(io.ComfyNode):
     @classmethod
     def define_schema(cls):
         return io.Schema(
-            node_id="GenPerceptSampling", display_name="GenPercept Sampling", category=CATEGORY,
+            node_id="GenPerceptSampling", display_name="GenPercept Sampling", category=GEOMETRY,
+            search_aliases=["steps", "ensemble", "seed", "uncertainty", *ALIASES],
             description="Steps, ensemble and seed for models that denoise or start from noise (Marigold, LCM, Lotus-G, "
                         "DMP). Plug into a prediction node's 'sampling' input; GenPercept, E2E-FT and Lotus-D ignore "
                         "steps and refuse ensembles (they are deterministic).",
@@ -156,18 +173,30 @@ def _prediction_inputs():
         ModelType.Input("model", tooltip="From GenPercept Model Loader."),
         io.Image.Input("image", tooltip="RGB image batch (video frames welcome)."),
         io.Int.Input("processing_resolution", default=MODEL_DEFAULT, min=MODEL_DEFAULT, max=MAX_PROCESSING_RESOLUTION,
-                     tooltip=RESOLUTION_TOOLTIP),
+                     step=operations.RESOLUTION_STEP, tooltip=RESOLUTION_TOOLTIP),
         io.Int.Input("batch_size", default=1, min=1, max=64, tooltip=BATCH_TOOLTIP),
     ]
 
 
-def _prediction_schema(node_id, display_name, description, options, outputs):
+def _prediction_schema(node_id, display_name, description, options, outputs, category=GEOMETRY, aliases=(),
+                       alpha_default="over grey", extra=()):
     """A node that predicts one task: model, image, resolution and batch inputs, then ``options``, flip averaging,
-    the optional sampling settings."""
+    the optional sampling settings, the RGBA handling and ``extra`` inputs (optional inputs go last, so workflows
+    saved before them keep their widget values)."""
     sampling = SamplingType.Input("sampling", optional=True,
                                   tooltip="From GenPercept Sampling: steps, ensemble and seed for Marigold-like models.")
-    return io.Schema(node_id=node_id, display_name=display_name, category=CATEGORY, description=description,
-                     inputs=[*_prediction_inputs(), *options, _flip_average_input(), sampling], outputs=outputs)
+    alpha = io.Combo.Input("alpha", options=list(operations.ALPHA_CHOICES if alpha_default == "as matte"
+                                                 else operations.ALPHA_CHOICES[:2]),
+                           default=alpha_default, optional=True, tooltip=ALPHA_TOOLTIP)
+    return io.Schema(node_id=node_id, display_name=display_name, category=category, description=description,
+                     search_aliases=list(aliases),
+                     inputs=[*_prediction_inputs(), *options, _flip_average_input(), sampling, alpha, *extra],
+                     outputs=outputs)
+
+
+def _check_resolution(processing_resolution):
+    problem = operations.check_processing_resolution(processing_resolution)
+    return True if problem is None else f"GenPercept: {problem}"
 
 
 def _uncertainty_output():
@@ -175,9 +204,12 @@ def _uncertainty_output():
                           tooltip="Where an ensemble's members disagree (0 = agree); all 0 without an ensemble.")
 
 
-def _predict(task, model, image, processing_resolution, batch_size, flip_average, sampling=None):
+def _predict(task, model, image, processing_resolution, batch_size, flip_average, sampling=None, alpha="over grey"):
+    warning = operations.size_warning(image)
+    if warning:
+        logging.warning("GenPercept %s: %s", task, warning)
     return _run(operations.predict, model, image, task, processing_resolution, batch_size, _progress(image.shape[0]),
-                flip_average, comfy.model_management.throw_exception_if_processing_interrupted, sampling)
+                flip_average, comfy.model_management.throw_exception_if_processing_interrupted, sampling, alpha)
 
 
 class GenPerceptDepth(io.ComfyNode):
@@ -193,13 +225,25 @@ class GenPerceptDepth(io.ComfyNode):
                                     "full contrast per image. none: the model's own 0..1 values."),
              io.Boolean.Input("invert", default=False,
                               tooltip="Off: near = bright (ControlNet). On: far = bright (Z-depth style).")],
-            [io.Image.Output(display_name="depth"), MapsType.Output(display_name="raw_depth"), _uncertainty_output()])
+            [io.Image.Output(display_name="depth"), MapsType.Output(display_name="raw_depth"), _uncertainty_output(),
+             io.Image.Output(display_name="depth_colored", tooltip="The depth in the chosen colour map (near = warm), "
+                                                                  "as the node's preview shows it.")],
+            aliases=DEPTH_ALIASES,
+            extra=[io.Combo.Input("colormap", options=list(DEPTH_COLORMAPS), default="turbo", optional=True,
+                                  tooltip="Colour map of the node's preview and of depth_colored; grey = the "
+                                          "ControlNet view.")])
+
+    @classmethod
+    def validate_inputs(cls, processing_resolution):
+        return _check_resolution(processing_resolution)
 
     @classmethod
     def execute(cls, model, image, processing_resolution, batch_size, normalization, invert, flip_average="auto",
-                sampling=None):
-        maps = _predict("depth", model, image, processing_resolution, batch_size, flip_average, sampling)
-        return io.NodeOutput(_run(operations.render_depth, maps, normalization, invert), maps, maps.uncertainty_mask())
+                sampling=None, alpha="over grey", colormap="turbo"):
+        maps = _predict("depth", model, image, processing_resolution, batch_size, flip_average, sampling, alpha)
+        colored = _run(operations.render_depth_preview, maps, colormap, normalization)
+        return io.NodeOutput(_run(operations.render_depth, maps, normalization, invert), maps, maps.uncertainty_mask(),
+                             colored, ui=ui.PreviewImage(colored, cls=cls))
 
 
 class GenPerceptNormals(io.ComfyNode):
@@ -213,12 +257,19 @@ class GenPerceptNormals(io.ComfyNode):
                             tooltip="opengl: green = up (Blender, glTF, Unity, Substance). directx: green = down "
                                     "(Unreal).")],
             [io.Image.Output(display_name="normals"), MapsType.Output(display_name="raw_normals"),
-             _uncertainty_output()])
+             _uncertainty_output()],
+            aliases=NORMAL_ALIASES)
 
     @classmethod
-    def execute(cls, model, image, processing_resolution, batch_size, convention, flip_average="auto", sampling=None):
-        maps = _predict("normal", model, image, processing_resolution, batch_size, flip_average, sampling)
-        return io.NodeOutput(_run(operations.render_normals, maps, convention), maps, maps.uncertainty_mask())
+    def validate_inputs(cls, processing_resolution):
+        return _check_resolution(processing_resolution)
+
+    @classmethod
+    def execute(cls, model, image, processing_resolution, batch_size, convention, flip_average="auto", sampling=None,
+                alpha="over grey"):
+        maps = _predict("normal", model, image, processing_resolution, batch_size, flip_average, sampling, alpha)
+        normals = _run(operations.render_normals, maps, convention)
+        return io.NodeOutput(normals, maps, maps.uncertainty_mask(), ui=ui.PreviewImage(normals, cls=cls))
 
 
 class GenPerceptMatte(io.ComfyNode):
@@ -226,22 +277,32 @@ class GenPerceptMatte(io.ComfyNode):
     def define_schema(cls):
         return _prediction_schema(
             "GenPerceptMatte", "GenPercept Matte",
-            "Alpha matte as a MASK (1 = foreground) and the foreground as an RGB IMAGE over black (not RGBA).", [],
+            "Alpha matte as a MASK (1 = foreground) and the foreground as an RGB IMAGE over black (not RGBA). An RGBA "
+            "image's own alpha is returned as it is unless 'alpha' says otherwise.", [],
             [io.Mask.Output(display_name="alpha"), io.Image.Output(display_name="foreground"),
-             MapsType.Output(display_name="raw_alpha")])
+             MapsType.Output(display_name="raw_alpha")],
+            category=MATTING, aliases=MATTE_ALIASES, alpha_default="as matte")
 
     @classmethod
-    def execute(cls, model, image, processing_resolution, batch_size, flip_average="auto", sampling=None):
-        maps = _predict("matte", model, image, processing_resolution, batch_size, flip_average, sampling)
-        alpha, foreground = _run(operations.render_matte, maps, image)
-        return io.NodeOutput(alpha, foreground, maps)
+    def validate_inputs(cls, processing_resolution):
+        return _check_resolution(processing_resolution)
+
+    @classmethod
+    def execute(cls, model, image, processing_resolution, batch_size, flip_average="auto", sampling=None,
+                alpha="as matte"):
+        maps = operations.matte_from_alpha(image) if alpha == "as matte" else None
+        if maps is None:
+            maps = _predict("matte", model, image, processing_resolution, batch_size, flip_average, sampling, alpha)
+        matte, foreground = _run(operations.render_matte, maps, image)
+        return io.NodeOutput(matte, foreground, maps, ui=ui.PreviewMask(matte, cls=cls))
 
 
 class GenPerceptSaveMaps(io.ComfyNode):
     @classmethod
     def define_schema(cls):
         return io.Schema(
-            node_id="GenPerceptSaveMaps", display_name="GenPercept Save Maps", category=CATEGORY,
+            node_id="GenPerceptSaveMaps", display_name="GenPercept Save Maps", category=GEOMETRY,
+            search_aliases=["save depth", "save normals", "save matte", "exr", "16-bit png", "blender", *ALIASES],
             description="Writes full-precision maps to the output folder for compositors and the Blender add-on: "
                         "EXR (float), 16-bit PNG or .npy, one file per frame plus a provenance JSON.",
             inputs=[MapsType.Input("maps", tooltip="A raw_* output of a GenPercept node."),
@@ -264,8 +325,11 @@ class GenPerceptSaveMaps(io.ComfyNode):
 
     @classmethod
     def execute(cls, maps, filename_prefix, format):
-        files = _run(operations.save_maps, maps, folder_paths.get_output_directory(), filename_prefix, format)
-        return io.NodeOutput(ui={"text": [str(f) for f in files]})
+        root = folder_paths.get_output_directory()
+        saved = _run(operations.save_maps, maps, root, filename_prefix, format)
+        # the previews show in the node and the queue; the map files are listed for API clients (the Blender bridge)
+        return io.NodeOutput(ui={"images": operations.output_entries(saved.previews, root),
+                                 "genpercept_maps": operations.output_entries(saved.maps, root)})
 
 
 class GenPerceptExtension(ComfyExtension):

@@ -12,14 +12,18 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from genpercept_bundle.choices import flip_average_choice, processing_resolution_choice
-from genpercept_bundle.conventions import (DEPTH_NORMALISATIONS, NORMAL_CONVENTIONS, near_bright, normalise_depth_batch,
-                                          normals_to_rgb)
+from genpercept_bundle.choices import MAX_PROCESSING_RESOLUTION, flip_average_choice, processing_resolution_choice
+from genpercept_bundle.conventions import (DEPTH_COLORMAPS, DEPTH_NORMALISATIONS, NORMAL_CONVENTIONS, colorize_depth,
+                                          near_bright, normalise_depth_batch, normals_to_rgb)
 from genpercept_bundle.errors import GenPerceptError
 from genpercept_bundle.inference.processing import check_processing_size
 from genpercept_bundle.map_files import save_maps as save_map_files
 
 DEPTH_MODES = ("auto", *DEPTH_NORMALISATIONS)
+RESOLUTION_STEP = 8  # the VAE works on multiples of 8; the widget steps by it and the API is held to it
+SMALL_IMAGE_SIDE = 64  # below this a map holds little the model could see: warned, still predicted
+# what a prediction node does with an RGBA image's alpha: the model sees RGB only
+ALPHA_CHOICES = ("over grey", "ignore", "as matte")
 
 
 @dataclass
@@ -38,6 +42,45 @@ class Maps:
         return self.uncertainty.clamp(0, 1)
 
 
+def check_processing_resolution(value: int) -> str | None:
+    """Why ``value`` is not a processing resolution a node accepts (-1, 0 or a multiple of RESOLUTION_STEP), or None."""
+    if value > MAX_PROCESSING_RESOLUTION:
+        return f"processing_resolution can be at most {MAX_PROCESSING_RESOLUTION}, got {value}"
+    if value in (-1, 0) or (value > 0 and value % RESOLUTION_STEP == 0):
+        return None
+    lower = max(RESOLUTION_STEP, value - value % RESOLUTION_STEP)
+    return (f"processing_resolution must be -1 (the model's default), 0 (native) or a multiple of {RESOLUTION_STEP}, "
+            f"got {value}: use {lower} or {lower + RESOLUTION_STEP}")
+
+
+def size_warning(images: torch.Tensor) -> str | None:
+    """A warning for images too small to give useful maps (they are still predicted), or None."""
+    height, width = images.shape[1:3]
+    if min(height, width) < SMALL_IMAGE_SIDE:
+        return (f"the image is only {width}x{height} pixels: maps of images under {SMALL_IMAGE_SIDE} px a side show "
+                "little; upscale it or use a larger crop")
+    return None
+
+
+def split_alpha(images: torch.Tensor, choice: str) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """An IMAGE batch -> (the RGB the model sees [B,H,W,3], the alpha [B,H,W] or None).
+
+    RGB images pass as they are. For RGBA (``choice``, ALPHA_CHOICES): "over grey" composites the image over mid-grey
+    (what lies under transparent pixels is often black or garbage), "ignore" drops the alpha, "as matte" also drops it
+    from the RGB but hands it back so a matte node can return it instead of predicting one. A fully opaque alpha counts
+    as no alpha."""
+    if choice not in ALPHA_CHOICES:
+        raise GenPerceptError(f"alpha handling must be one of {', '.join(ALPHA_CHOICES)}, got {choice!r}")
+    if not isinstance(images, torch.Tensor) or images.ndim != 4 or images.shape[-1] != 4:
+        return images, None
+    rgb, alpha = images[..., :3], images[..., 3].clamp(0, 1)
+    if bool((alpha >= 1).all()):
+        return rgb, None
+    if choice == "over grey":
+        rgb = rgb * alpha[..., None] + 0.5 * (1 - alpha[..., None])
+    return rgb, alpha
+
+
 def images_to_rgb8(images: torch.Tensor) -> torch.Tensor:
     """ComfyUI IMAGE [B,H,W,C] float 0..1 -> uint8 [B,3,H,W] for the predictor (alpha, if any, dropped)."""
     if not isinstance(images, torch.Tensor) or images.ndim != 4:
@@ -54,7 +97,8 @@ def images_to_rgb8(images: torch.Tensor) -> torch.Tensor:
 
 
 def predict(model, images: torch.Tensor, task: str, processing_resolution: int = -1, batch_size: int = 1,
-            on_progress=None, flip_average: str = "auto", check_interrupt=None, sampling=None) -> Maps:
+            on_progress=None, flip_average: str = "auto", check_interrupt=None, sampling=None,
+            alpha: str = "over grey") -> Maps:
     """Run one task over an IMAGE batch, ``batch_size`` images at a time; maps come back at the input size.
 
     ``processing_resolution``: longest side the model sees; -1 = the model's own default, 0 = native size
@@ -63,8 +107,10 @@ def predict(model, images: torch.Tensor, task: str, processing_resolution: int =
     ``on_progress(done, total)`` is called after each chunk and may raise to interrupt; ``check_interrupt()``
     before every network block (ComfyUI's Cancel stops within a block, even inside one large image).
     ``sampling``: steps, ensemble size and seed (``SamplingOptions``) for models that denoise or start from noise.
+    ``alpha``: what an RGBA batch's alpha does (``split_alpha``; "as matte" predicts from the RGB alone).
     A depth request of a disparity-only model (Lotus v2, GenPercept's DPT head) gives its disparity maps.
     """
+    images, _ = split_alpha(images, "ignore" if alpha == "as matte" else alpha)
     averaging = flip_average_choice(flip_average)
     task = model.task_for(task)
     predictor = model.ready(task)
@@ -75,6 +121,15 @@ def predict(model, images: torch.Tensor, task: str, processing_resolution: int =
     prediction = predictor.predict(rgb, task, resolution, batch_size, on_progress, averaging, check_interrupt, sampling)
     uncertainty = None if prediction.uncertainty is None else torch.from_numpy(prediction.uncertainty.copy())
     return Maps(prediction.task, torch.from_numpy(prediction.maps.copy()), prediction.provenance, uncertainty)
+
+
+def matte_from_alpha(images: torch.Tensor) -> Maps | None:
+    """An RGBA batch's own alpha as matte maps (no prediction), or None when there is no alpha (or it is opaque)."""
+    _, alpha = split_alpha(images, "as matte")
+    if alpha is None:
+        return None
+    return Maps("matte", alpha.float().cpu().contiguous(), {"task": "matte", "meaning": "alpha, 0 = background, "
+                "1 = foreground", "source": "the input image's alpha channel (no prediction)"})
 
 
 def render_depth(maps: Maps, normalisation: str = "auto", invert: bool = False) -> torch.Tensor:
@@ -89,6 +144,17 @@ def render_depth(maps: Maps, normalisation: str = "auto", invert: bool = False) 
     near_is_bright = maps.task == "disparity"  # disparity is already near = bright
     shown = depth if invert != near_is_bright else near_bright(depth)
     return torch.from_numpy(np.repeat(shown[..., None], 3, axis=-1).astype(np.float32))
+
+
+def render_depth_preview(maps: Maps, colormap: str = "turbo", normalisation: str = "auto") -> torch.Tensor:
+    """Depth (or disparity) -> IMAGE in a colour map (DEPTH_COLORMAPS, near = the warm / bright end), stretched as
+    ``render_depth`` stretches it."""
+    _expect(maps, "depth", "disparity")
+    mode = ("sequence" if maps.values.shape[0] > 1 else "per_image") if normalisation == "auto" else normalisation
+    depth = normalise_depth_batch(maps.values.numpy(), mode)
+    if maps.task == "disparity":  # 1 = near: as depth, 0 = near
+        depth = near_bright(depth)
+    return torch.from_numpy(colorize_depth(depth, colormap).astype(np.float32) / 255.0)
 
 
 def render_normals(maps: Maps, convention: str = "opengl") -> torch.Tensor:
@@ -118,19 +184,35 @@ def output_prefix(output_root, filename_prefix: str) -> Path:
     return target
 
 
-def save_maps(maps: Maps, output_root, filename_prefix: str, format: str) -> list[Path]:
+@dataclass
+class SavedMaps:
+    maps: list[Path] = field(default_factory=list)  # one full-precision map file per frame
+    previews: list[Path] = field(default_factory=list)  # 8-bit PNGs to show (colour depth, normals, alpha)
+
+
+def save_maps(maps: Maps, output_root, filename_prefix: str, format: str, previews: bool = True) -> SavedMaps:
     """Write each map of the batch as <prefix>_<frame>_<task>.<ext> with its sidecar JSON, by the core's map-file
-    contract (the Blender add-on and ``find_maps`` read them); ``filename_prefix`` may hold sub-folders of
-    ``output_root`` but must stay inside it. Returns the map files."""
+    contract (the Blender add-on and ``find_maps`` read them), and its preview PNGs; ``filename_prefix`` may hold
+    sub-folders of ``output_root`` but must stay inside it."""
     target = output_prefix(output_root, filename_prefix)
-    written = []
+    saved = SavedMaps()
     for index, values in enumerate(maps.values.numpy()):
         uncertainty = None if maps.uncertainty is None else maps.uncertainty[index].numpy()
         files = save_map_files(target.parent, f"{target.name}_{index:05d}", maps.task, values, format,
-                               {**maps.provenance, "frame": index, "format": format}, previews=False,
+                               {**maps.provenance, "frame": index, "format": format}, previews=previews,
                                uncertainty=uncertainty)
-        written.append(files[0])
-    return written
+        saved.maps.append(files[0])
+        saved.previews += [path for path in files if path.name.endswith("_preview.png")]
+    return saved
+
+
+def output_entries(files: list[Path], output_root) -> list[dict]:
+    """ComfyUI's description of saved files: filename, subfolder (under the output folder, "" at its top) and type."""
+    root, entries = Path(output_root).resolve(), []
+    for path in files:
+        folder = path.resolve().parent.relative_to(root).as_posix()
+        entries.append({"filename": path.name, "subfolder": "" if folder == "." else folder, "type": "output"})
+    return entries
 
 
 def _expect(maps: Maps, *tasks: str):

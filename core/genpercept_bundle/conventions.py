@@ -15,6 +15,9 @@ the Blender add-on uses them as they are.
 
 import numpy as np
 
+from .alignment import fit_scale_shift
+from .errors import GenPerceptError
+
 NORMAL_CONVENTIONS = ("opengl", "directx")
 BLOCK_PIXELS = 1 << 20  # per-pixel conversions of large maps run this many pixels at a time
 DEPTH_NORMALISATIONS = ("per_image", "sequence", "none")
@@ -75,22 +78,21 @@ def mirror_maps(maps, mirror: str, width_axis: int, channel_axis: int = -1, cent
     return flipped
 
 
-def colorize_depth(depth: np.ndarray) -> np.ndarray:
-    """Depth [H,W] in [0,1] -> uint8 RGB [H,W,3] preview with the turbo colour map, near = warm."""
+DEPTH_COLORMAPS = ("turbo", "inferno", "magma", "viridis", "plasma", "cividis", "grey")
+
+
+def colorize_depth(depth: np.ndarray, colormap: str = "turbo") -> np.ndarray:
+    """Depth [..., H, W] in [0,1] -> uint8 RGB [..., H, W, 3] in a colour map (DEPTH_COLORMAPS), near = the map's
+    bright or warm end; "grey" is near = white."""
     import cv2
 
+    if colormap not in DEPTH_COLORMAPS:
+        raise GenPerceptError(f"unknown depth colour map {colormap!r}: choose one of {', '.join(DEPTH_COLORMAPS)}")
     grey = np.round(np.clip(near_bright(depth), 0.0, 1.0) * 255.0).astype(np.uint8)
-    return cv2.applyColorMap(grey, cv2.COLORMAP_TURBO)[..., ::-1].copy()
-
-
-def fit_scale_shift(prediction: np.ndarray, target: np.ndarray, mask: np.ndarray | None = None) -> tuple[float, float]:
-    """Least-squares scale s and shift t minimising |s * prediction + t - target|^2 (on ``mask``), in float64."""
-    if mask is not None:
-        prediction, target = prediction[mask], target[mask]
-    p, g = np.ravel(prediction).astype(np.float64), np.ravel(target).astype(np.float64)
-    design = np.stack([p, np.ones_like(p)], axis=1)
-    (scale, shift), *_ = np.linalg.lstsq(design, g, rcond=None)
-    return float(scale), float(shift)
+    if colormap == "grey":
+        return np.repeat(grey[..., None], 3, axis=-1)
+    code = getattr(cv2, f"COLORMAP_{colormap.upper()}")
+    return cv2.applyColorMap(grey.reshape(-1, grey.shape[-1]), code).reshape(*grey.shape, 3)[..., ::-1].copy()
 
 
 def normalise_depth_batch(depth: np.ndarray, mode: str) -> np.ndarray:

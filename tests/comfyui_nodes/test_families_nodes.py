@@ -33,7 +33,7 @@ def test_marigold_ensemble_gives_an_uncertainty_mask_and_files(marigold, tmp_pat
     assert mask.shape == (1, 45, 61) and mask.max() > 0 and mask.min() >= 0
     again = operations.predict(model, images, "depth", 64, sampling=SamplingOptions(2, 3, 1))
     assert torch.equal(maps.values, again.values)  # one seed, one map
-    files = operations.save_maps(maps, tmp_path, "maps/shot", "exr")
+    files = operations.save_maps(maps, tmp_path, "maps/shot", "exr").maps
     assert read_map(tmp_path / "maps" / "shot_00000_depth_uncertainty.exr").shape == (45, 61)
     assert files[0].name == "shot_00000_depth.exr"
     plain = operations.predict(model, images, "depth", 64)

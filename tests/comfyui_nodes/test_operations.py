@@ -33,9 +33,43 @@ def test_every_output_has_the_input_size(model, images):
     torch.testing.assert_close(foreground, images * alpha[..., None])
 
 
-def test_rgba_input_uses_rgb(model, images):
-    rgba = torch.cat([images, torch.zeros(2, 45, 61, 1)], dim=-1)
-    assert torch.equal(operations.predict(model, rgba, "depth", 64).values, operations.predict(model, images, "depth", 64).values)
+def test_rgba_input_is_handled_as_asked(model, images):
+    alpha = torch.zeros(2, 45, 61)
+    alpha[:, 10:30, 20:40] = 1.0
+    rgba = torch.cat([images, alpha[..., None]], dim=-1)
+    rgb_only = operations.predict(model, images, "depth", 64).values
+    assert torch.equal(operations.predict(model, rgba, "depth", 64, alpha="ignore").values, rgb_only)
+    over_grey = images * alpha[..., None] + 0.5 * (1 - alpha[..., None])
+    assert torch.equal(operations.predict(model, rgba, "depth", 64).values,  # the default: composited over grey
+                       operations.predict(model, over_grey, "depth", 64).values)
+    opaque = torch.cat([images, torch.ones(2, 45, 61, 1)], dim=-1)
+    assert torch.equal(operations.predict(model, opaque, "depth", 64).values, rgb_only)
+    matte = operations.matte_from_alpha(rgba)
+    assert matte.task == "matte" and torch.equal(matte.values, alpha)
+    assert operations.matte_from_alpha(images) is None and operations.matte_from_alpha(opaque) is None
+    with pytest.raises(GenPerceptError, match="alpha handling must be one of over grey, ignore, as matte"):
+        operations.predict(model, rgba, "depth", 64, alpha="keep")
+
+
+def test_node_input_checks_name_the_fix(images):
+    assert operations.check_processing_resolution(-1) is None and operations.check_processing_resolution(0) is None
+    assert operations.check_processing_resolution(512) is None
+    assert "use 496 or 504" in operations.check_processing_resolution(500)
+    assert "use 8 or 16" in operations.check_processing_resolution(3)
+    assert "at most 4096" in operations.check_processing_resolution(4104)
+    assert operations.size_warning(images) is not None and "61x45" in operations.size_warning(images)
+    assert operations.size_warning(torch.zeros(1, 64, 80, 3)) is None
+
+
+def test_a_colour_depth_preview_keeps_near_warm_for_depth_and_disparity():
+    ramp = torch.linspace(0, 1, 16).repeat(1, 4, 1)  # [1,4,16]: left near, right far
+    preview = operations.render_depth_preview(operations.Maps("depth", ramp), "turbo")
+    assert preview.shape == (1, 4, 16, 3) and preview.dtype == torch.float32
+    assert preview[0, 0, 0, 0] > preview[0, 0, 0, 2] and preview[0, 0, -1, 2] > preview[0, 0, -1, 0]  # red near, blue far
+    as_disparity = operations.render_depth_preview(operations.Maps("disparity", 1 - ramp), "turbo")
+    torch.testing.assert_close(as_disparity, preview)
+    grey = operations.render_depth_preview(operations.Maps("depth", ramp), "grey")
+    torch.testing.assert_close(grey, operations.render_depth(operations.Maps("depth", ramp)))
 
 
 def test_default_resolution_is_the_models_and_zero_is_native(model, images):
@@ -142,12 +176,18 @@ def test_render_nodes_check_the_task(model, images):
 def test_save_maps_writes_float_files(model, images, tmp_path):
     depth = operations.predict(model, images, "depth", 64)
     normals = operations.predict(model, images, "normal", 64)
-    files = operations.save_maps(depth, tmp_path, "shots/take", "exr") + operations.save_maps(normals, tmp_path, "shots/take", "exr")
+    saved = [operations.save_maps(depth, tmp_path, "shots/take", "exr"),
+             operations.save_maps(normals, tmp_path, "shots/take", "exr")]
+    files = saved[0].maps + saved[1].maps
     assert [f.name for f in files] == ["take_00000_depth.exr", "take_00001_depth.exr", "take_00000_normal.exr", "take_00001_normal.exr"]
+    shown = operations.output_entries(saved[0].previews + saved[1].previews, tmp_path)
+    assert shown[0] == {"filename": "take_00000_depth_preview.png", "subfolder": "shots", "type": "output"}
+    assert [entry["filename"] for entry in shown[2:]] == ["take_00000_normal_preview.png", "take_00001_normal_preview.png"]
+    assert all((tmp_path / entry["subfolder"] / entry["filename"]).is_file() for entry in shown)
     np.testing.assert_allclose(read_map(files[1]), depth.values[1].numpy(), atol=1e-7)
     np.testing.assert_allclose(read_map(files[3]), normals.values[1].numpy(), atol=1e-7)
     assert (tmp_path / "shots" / "take_00000_depth.json").is_file()
-    png = operations.save_maps(depth, tmp_path, "png/take", "png16")
+    png = operations.save_maps(depth, tmp_path, "png/take", "png16").maps
     np.testing.assert_allclose(read_map(png[0]), depth.values[0].numpy(), atol=1 / 65535)
     with pytest.raises(GenPerceptError, match="inside the output folder"):
         operations.save_maps(depth, tmp_path, "../escape", "exr")

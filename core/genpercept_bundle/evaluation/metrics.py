@@ -3,7 +3,7 @@
 import cv2
 import numpy as np
 
-from ..conventions import fit_scale_shift
+from ..alignment import fit_scale_shift
 from ..tasks import get_task
 
 

@@ -17,6 +17,7 @@ import math
 import numpy as np
 import torch
 
+from ..alignment import fit_depth_onto, fit_rotation
 from ..conventions import normals_from_raw
 from ..errors import GenPerceptError
 from ..tasks import get_task
@@ -24,7 +25,6 @@ from .predictor import Prediction
 
 DETAIL_OVERLAP = 0.25  # of a tile's side
 AFFINE_TASKS = ("depth", "disparity")  # known up to a scale and shift: aligned by least squares
-MIN_TILE_SPREAD = 1e-4  # a tile whose map is flatter than this (std, 0..1 units) carries no detail to align
 
 
 def tile_starts(length: int, tiles: int, overlap: float = DETAIL_OVERLAP) -> tuple[int, list[int]]:
@@ -82,29 +82,6 @@ def blend_weights(tile: tuple[slice, slice], height: int, width: int) -> np.ndar
     return np.outer(ramp(rows, height), ramp(columns, width)).astype(np.float32) + 1e-6
 
 
-def align_affine(tile: np.ndarray, reference: np.ndarray, weights: np.ndarray) -> tuple[float, float] | None:
-    """The scale and shift (s, t) minimising the weighted squared difference of s * tile + t and ``reference``
-    ([h,w] each); None when the tile is flat or would be turned upside down (no usable detail)."""
-    w = weights / weights.sum()
-    mean_tile, mean_ref = float((w * tile).sum()), float((w * reference).sum())
-    spread = float((w * (tile - mean_tile) ** 2).sum())
-    if spread < MIN_TILE_SPREAD**2:
-        return None
-    scale = float((w * (tile - mean_tile) * (reference - mean_ref)).sum()) / spread
-    if not math.isfinite(scale) or scale <= 0:
-        return None
-    return scale, mean_ref - scale * mean_tile
-
-
-def align_rotation(tile: np.ndarray, reference: np.ndarray, weights: np.ndarray) -> np.ndarray:
-    """The rotation R (3x3) that best turns unit vectors ``tile`` [h,w,3] onto ``reference`` [h,w,3] (weighted
-    Kabsch): R @ v for each tile vector v."""
-    covariance = np.einsum("hw,hwi,hwj->ij", weights, reference.astype(np.float64), tile.astype(np.float64))
-    u, _, vt = np.linalg.svd(covariance)
-    sign = np.sign(np.linalg.det(u @ vt)) or 1.0
-    return (u @ np.diag([1.0, 1.0, sign]) @ vt).astype(np.float32)
-
-
 def merge_tiles(task, global_map: np.ndarray, tiles: list[tuple[tuple[slice, slice], np.ndarray]]) -> np.ndarray:
     """Align each tile's map to ``global_map`` and blend them into one map of the global's shape.
 
@@ -121,10 +98,10 @@ def merge_tiles(task, global_map: np.ndarray, tiles: list[tuple[tuple[slice, sli
         area = reference[rows, columns]
         if vectors:
             tile_vectors = normals_from_raw(tile_map)
-            aligned = tile_vectors @ align_rotation(tile_vectors, area, weights).T
+            aligned = tile_vectors @ fit_rotation(tile_vectors, area, weights).T
         elif task.name in AFFINE_TASKS:
-            fit = align_affine(tile_map, area, weights)
-            aligned = area if fit is None else tile_map * fit[0] + fit[1]
+            fitted = fit_depth_onto(tile_map, area, weights=weights)
+            aligned = area if fitted is None else fitted
         else:
             aligned = tile_map
         total[rows, columns] += aligned * (weights[..., None] if vectors else weights)
