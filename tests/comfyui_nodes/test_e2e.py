@@ -128,6 +128,16 @@ def test_example_workflow_runs(server, name):
         meta = json.loads((output / "marigold" / "photo_00000_depth.json").read_text())
         assert meta["family"] == "marigold" and meta["ensemble_size"] == 3
     else:
+        # Save Maps answers as ComfyUI's save nodes do: its previews as output images the UI and queue show
+        saved = result["outputs"]["5"]
+        assert saved["images"] == [{"filename": "photo_00000_depth_preview.png", "subfolder": "genpercept/blender",
+                                    "type": "output"}]
+        assert saved["genpercept_maps"][0]["filename"] == "photo_00000_depth.exr"
+        with urllib.request.urlopen(f"{url}/view?filename=photo_00000_depth_preview.png&subfolder=genpercept/blender"
+                                    "&type=output", timeout=30) as response:
+            assert response.headers["Content-Type"] == "image/png" and len(response.read()) > 1000
+        depth_node = result["outputs"]["3"]["images"][0]  # the Depth node's own colour preview
+        assert depth_node["type"] == "temp" and depth_node["filename"].endswith(".png")
         depth = read_map(output / "blender" / "photo_00000_depth.exr")
         normals = read_map(output / "blender" / "photo_00000_normal.exr")
         assert depth.shape == (height, width) and normals.shape == (height, width, 3)
@@ -151,3 +161,38 @@ def test_controlnet_workflow_only_lacks_its_external_models(server):
     if not failing:
         pytest.skip("the SD1.5 checkpoint and depth ControlNet are installed; nothing to check here")
     assert failing == {"CheckpointLoaderSimple", "ControlNetLoader"}, answer["node_errors"]
+
+
+def test_nodes_are_found_where_comfyui_users_look(server):
+    url, _ = server
+    info = _get(f"{url}/object_info")
+    assert info["GenPerceptDepth"]["category"] == info["GenPerceptNormals"]["category"] == "image/geometry estimation"
+    assert info["GenPerceptMatte"]["category"] == "image/background removal"
+    assert info["GenPerceptModelLoader"]["category"] == "model/loaders"
+    assert {"depth", "depth estimation", "marigold"} <= set(info["GenPerceptDepth"]["search_aliases"])
+    assert {"matting", "background removal"} <= set(info["GenPerceptMatte"]["search_aliases"])
+    assert info["GenPerceptDepth"]["input"]["required"]["processing_resolution"][1]["step"] == 8
+
+
+def test_models_are_listed_and_a_new_one_appears_without_a_restart(server, tiny_model):
+    url, base = server
+    assert any(name.startswith("marigold-depth-v1-1/") and name.endswith(".safetensors")
+               for name in _get(f"{url}/models/genpercept"))
+    (base / "models" / "genpercept" / "added-after-start").symlink_to(tiny_model)
+    model = _get(f"{url}/object_info/GenPerceptModelLoader")["GenPerceptModelLoader"]["input"]["required"]["model"]
+    assert model[0] == "COMBO" and "added-after-start" in model[1]["options"]  # what the frontend's refresh (R) reads
+
+
+def test_a_resolution_off_the_step_is_refused_before_anything_runs(server):
+    url, _ = server
+    workflow = json.loads((REPO / "workflows" / "api" / "genpercept_maps_for_blender.json").read_text())
+    workflow["3"]["inputs"]["processing_resolution"] = 500
+    request = urllib.request.Request(f"{url}/prompt", data=json.dumps({"prompt": workflow}).encode(),
+                                     headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:  # the normals branch is still valid and runs
+            answer = json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        answer = json.loads(error.read())
+    assert set(answer["node_errors"]) == {"3"}
+    assert "use 496 or 504" in json.dumps(answer["node_errors"]["3"])
