@@ -196,3 +196,42 @@ def test_a_resolution_off_the_step_is_refused_before_anything_runs(server):
         answer = json.loads(error.read())
     assert set(answer["node_errors"]) == {"3"}
     assert "use 496 or 504" in json.dumps(answer["node_errors"]["3"])
+
+
+MEMORY_MANAGER_SCRIPT = """
+import json, sys
+sys.argv = ["main.py", "--cpu"]
+sys.path[:0] = [{comfyui!r}, {core!r}, {repo!r}]
+import torch
+import comfy.options
+comfy.options.enable_args_parsing()  # as ComfyUI's main.py does: --cpu above is read
+import comfy.model_management as management
+from comfyui_nodes import operations
+from comfyui_nodes.models import load_model
+
+device = management.get_torch_device()
+embedded = load_model(None, ["depth"], device)
+marigold = load_model({marigold!r}, ["depth"], device)
+images = torch.rand(1, 64, 80, 3, generator=torch.Generator().manual_seed(0))
+first = [operations.predict(model, images, "depth", 64).values for model in (embedded, marigold)]
+managed = [loaded.model for loaded in management.current_loaded_models]
+report = {{"both_managed": embedded.patcher in managed and marigold.patcher in managed}}
+management.unload_all_models()
+report["after_unload"] = sum(loaded.model in (embedded.patcher, marigold.patcher)
+                             for loaded in management.current_loaded_models)
+again = [operations.predict(model, images, "depth", 64).values for model in (embedded, marigold)]
+report["same_maps_after_reload"] = all(torch.equal(a, b) for a, b in zip(first, again))
+print(json.dumps(report))
+"""
+
+
+def test_two_models_in_one_process_are_managed_and_offloaded_by_comfyui(server, tmp_path):
+    """ComfyUI's memory manager holds both models' patchers, unloads them on request (what it does under memory
+    pressure or on /free), and they predict the same maps when loaded again: on a GPU-less run."""
+    _, base = server
+    script = MEMORY_MANAGER_SCRIPT.format(comfyui=COMFYUI, core=str(REPO / "core"), repo=str(REPO),
+                                          marigold=str(base / "models" / "genpercept" / "marigold-depth-v1-1"))
+    result = subprocess.run([PYTHON, "-c", script], cwd=COMFYUI, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report == {"both_managed": True, "after_unload": 0, "same_maps_after_reload": True}
