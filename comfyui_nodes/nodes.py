@@ -39,6 +39,9 @@ RESOLUTION_TOOLTIP = ("Longest side (pixels) the model sees. -1 = the model's ow
 FLIP_TOOLTIP = ("Also predict the mirrored image and average the two: steadier maps for twice the time. auto: the "
                 "model's default (embedded model: on; released GenPercept checkpoints: off).")
 BATCH_TOOLTIP = "Images per forward pass. Long videos are processed this many frames at a time to bound memory."
+STEADY_TOOLTIP = ("For video frames: each frame's map follows the previous one along the optical flow, so depth does "
+                  "not flip between near and far from frame to frame. auto: on when the batch looks like consecutive "
+                  "frames of one shot, off for unrelated images.")
 ALPHA_TOOLTIP = ("For RGBA images (the model sees RGB only): 'over grey' composites them over mid-grey, 'ignore' drops "
                  "the alpha (what lies under transparent pixels shows), 'as matte' (matte node) returns the image's own "
                  "alpha instead of predicting. Opaque and RGB images are not affected.")
@@ -194,6 +197,11 @@ def _prediction_schema(node_id, display_name, description, options, outputs, cat
                      outputs=outputs)
 
 
+def _steady_input():
+    return io.Combo.Input("steady_video", options=list(operations.STEADY_CHOICES), default="auto", optional=True,
+                          tooltip=STEADY_TOOLTIP)
+
+
 def _check_resolution(processing_resolution):
     problem = operations.check_processing_resolution(processing_resolution)
     return True if problem is None else f"GenPercept: {problem}"
@@ -231,7 +239,7 @@ class GenPerceptDepth(io.ComfyNode):
             aliases=DEPTH_ALIASES,
             extra=[io.Combo.Input("colormap", options=list(DEPTH_COLORMAPS), default="turbo", optional=True,
                                   tooltip="Colour map of the node's preview and of depth_colored; grey = the "
-                                          "ControlNet view.")])
+                                          "ControlNet view."), _steady_input()])
 
     @classmethod
     def validate_inputs(cls, processing_resolution):
@@ -239,8 +247,9 @@ class GenPerceptDepth(io.ComfyNode):
 
     @classmethod
     def execute(cls, model, image, processing_resolution, batch_size, normalization, invert, flip_average="auto",
-                sampling=None, alpha="over grey", colormap="turbo"):
+                sampling=None, alpha="over grey", colormap="turbo", steady_video="auto"):
         maps = _predict("depth", model, image, processing_resolution, batch_size, flip_average, sampling, alpha)
+        maps = _run(operations.steady, maps, image, steady_video)
         colored = _run(operations.render_depth_preview, maps, colormap, normalization)
         return io.NodeOutput(_run(operations.render_depth, maps, normalization, invert), maps, maps.uncertainty_mask(),
                              colored, ui=ui.PreviewImage(colored, cls=cls))
@@ -258,7 +267,7 @@ class GenPerceptNormals(io.ComfyNode):
                                     "(Unreal).")],
             [io.Image.Output(display_name="normals"), MapsType.Output(display_name="raw_normals"),
              _uncertainty_output()],
-            aliases=NORMAL_ALIASES)
+            aliases=NORMAL_ALIASES, extra=[_steady_input()])
 
     @classmethod
     def validate_inputs(cls, processing_resolution):
@@ -266,8 +275,9 @@ class GenPerceptNormals(io.ComfyNode):
 
     @classmethod
     def execute(cls, model, image, processing_resolution, batch_size, convention, flip_average="auto", sampling=None,
-                alpha="over grey"):
+                alpha="over grey", steady_video="auto"):
         maps = _predict("normal", model, image, processing_resolution, batch_size, flip_average, sampling, alpha)
+        maps = _run(operations.steady, maps, image, steady_video)
         normals = _run(operations.render_normals, maps, convention)
         return io.NodeOutput(normals, maps, maps.uncertainty_mask(), ui=ui.PreviewImage(normals, cls=cls))
 

@@ -123,6 +123,25 @@ def predict(model, images: torch.Tensor, task: str, processing_resolution: int =
     return Maps(prediction.task, torch.from_numpy(prediction.maps.copy()), prediction.provenance, uncertainty)
 
 
+STEADY_CHOICES = ("auto", "on", "off")
+
+
+def steady(maps: Maps, images: torch.Tensor, choice: str = "auto") -> Maps:
+    """A batch's maps made steady along the motion of its frames (core's ``steady_maps``): "on", "off", or "auto" =
+    on when the batch looks like consecutive frames of one shot (not unrelated photos)."""
+    from genpercept_bundle.inference.steady_sequence import looks_like_one_shot, steady_maps
+
+    if choice not in STEADY_CHOICES:
+        raise GenPerceptError(f"steady_video must be one of {', '.join(STEADY_CHOICES)}, got {choice!r}")
+    if choice == "off" or maps.values.shape[0] < 2:
+        return maps
+    frames = images_to_rgb8(split_alpha(images, "over grey")[0]).permute(0, 2, 3, 1).numpy()
+    if choice == "auto" and not looks_like_one_shot(frames):
+        return maps
+    values = torch.from_numpy(steady_maps(maps.task, maps.values.numpy(), frames))
+    return Maps(maps.task, values, {**maps.provenance, "steady_video": True}, maps.uncertainty)
+
+
 def matte_from_alpha(images: torch.Tensor) -> Maps | None:
     """An RGBA batch's own alpha as matte maps (no prediction), or None when there is no alpha (or it is opaque)."""
     _, alpha = split_alpha(images, "as matte")

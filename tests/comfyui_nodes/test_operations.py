@@ -1,13 +1,18 @@
 """The ComfyUI nodes' work on real tensors in ComfyUI's layouts (IMAGE [B,H,W,C], MASK [B,H,W]), without ComfyUI."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from comfyui_nodes import operations
 from comfyui_nodes.models import EMBEDDED, GenPerceptModel, list_models, load_model, resolve_model
 from genpercept_bundle import GenPerceptError
 from genpercept_bundle.map_files import read_map
+
+EXAMPLE = Path(__file__).parents[2] / "examples" / "photo.jpg"
 
 
 @pytest.fixture(scope="module")
@@ -220,3 +225,18 @@ def test_the_save_prefix_is_checked_without_maps(tmp_path):
     for prefix in ("../escape", "/abs/path", "  "):
         with pytest.raises(GenPerceptError, match="inside the output folder"):
             operations.output_prefix(tmp_path, prefix)
+
+
+def test_steady_video_follows_a_panning_batch_and_leaves_unrelated_images(model):
+    photo = torch.from_numpy(np.asarray(Image.open(EXAMPLE).convert("RGB"))).float() / 255
+    clip = torch.stack([photo[:, i * 12:i * 12 + 400] for i in range(4)])  # a camera panning 12 px a frame
+    maps = operations.predict(model, clip, "depth", 64)
+    steadied = operations.steady(maps, clip)
+    assert steadied.provenance["steady_video"] is True and steadied.values.shape == maps.values.shape
+    assert torch.equal(steadied.values[0], maps.values[0]) and not torch.equal(steadied.values[1:], maps.values[1:])
+    assert operations.steady(maps, clip, "off") is maps
+    unrelated = torch.rand(3, 45, 61, 3, generator=torch.Generator().manual_seed(5))
+    assert operations.steady(operations.predict(model, unrelated, "depth", 64), unrelated).provenance.get(
+        "steady_video") is None
+    with pytest.raises(GenPerceptError, match="steady_video must be one of auto, on, off"):
+        operations.steady(maps, clip, "always")

@@ -24,6 +24,19 @@ def depth_metrics(prediction: np.ndarray, target: np.ndarray, mask: np.ndarray) 
             "delta1": float(np.mean(ratio < 1.25))}
 
 
+def depth_flicker(predictions: np.ndarray, targets: np.ndarray, masks: np.ndarray) -> float:
+    """How much a depth sequence flickers beyond the true change: relative ``predictions`` [T,H,W] get one scale and
+    shift onto the metric ``targets`` [T,H,W] for the whole sequence (what a viewer of one steady range sees), then
+    the mean over consecutive frames of |change of the prediction - change of the truth| on pixels valid in both
+    (``masks``), over the truth's median depth. 0 for a sequence that changes exactly as the scene does."""
+    aligned = align_scale_shift(predictions, targets, masks)
+    both = masks[1:] & masks[:-1]
+    if not both.any():
+        raise ValueError("no pixel is valid in two consecutive frames")
+    change = np.abs(np.diff(aligned, axis=0) - np.diff(targets.astype(np.float64), axis=0))
+    return float(change[both].mean() / np.median(targets[masks]))
+
+
 def normal_metrics(prediction: np.ndarray, target: np.ndarray, mask: np.ndarray) -> dict:
     """Angular error (degrees) statistics of unit normals [H,W,3] on ``mask``."""
     cosine = np.clip(np.sum(prediction[mask] * target[mask], axis=-1), -1.0, 1.0)
