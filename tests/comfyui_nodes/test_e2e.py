@@ -28,6 +28,15 @@ NODE_IDS = {"GenPerceptModelLoader", "GenPerceptDownloadModel", "GenPerceptSampl
             "GenPerceptNormals", "GenPerceptMatte", "GenPerceptSaveMaps"}
 NEEDS_NO_EXTERNAL_MODEL = ["genpercept_matte_composite", "genpercept_maps_for_blender", "genpercept_marigold_ensemble"]
 
+PAN_FRAMES, PAN_STEP, PAN_WIDTH = 16, 12, 400
+
+
+def panning_clip() -> list:
+    """16 frames of a camera panning 12 px a frame over the example photo."""
+    photo = Image.open(REPO / "examples" / "photo.jpg").convert("RGB")
+    return [photo.crop((i * PAN_STEP, 0, i * PAN_STEP + PAN_WIDTH, photo.height)) for i in range(PAN_FRAMES)]
+
+
 pytestmark = pytest.mark.skipif(not COMFYUI, reason="set GENPERCEPT_COMFYUI_DIR to a ComfyUI checkout to run")
 
 
@@ -49,6 +58,8 @@ def server(tmp_path_factory):
         (base / folder).mkdir()
     (base / "custom_nodes" / "genpercept-bundle").symlink_to(REPO)
     shutil.copy(REPO / "examples" / "photo.jpg", base / "input" / "genpercept_example.jpg")
+    panning_clip()[0].save(base / "input" / "genpercept_pan.webp", save_all=True, append_images=panning_clip()[1:],
+                           lossless=True, duration=40)
     from genpercept_bundle.models.architectures import write_random_pipeline
 
     # a Marigold depth model in its released layout (tiny, random), for the workflow of another family
@@ -235,3 +246,35 @@ def test_two_models_in_one_process_are_managed_and_offloaded_by_comfyui(server, 
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads(result.stdout.strip().splitlines()[-1])
     assert report == {"both_managed": True, "after_unload": 0, "same_maps_after_reload": True}
+
+
+def test_a_16_frame_clip_is_steady_in_the_depth_node(server):
+    """The same clip through the Depth node with steady_video off and on: consecutive frames' maps, shifted by the
+    pan, disagree less when steadied (the scene is the same; only the per-frame perceiver flickers)."""
+    url, base = server
+    depth_inputs = {"model": ["2", 0], "image": ["1", 0], "processing_resolution": -1, "batch_size": 4,
+                    "normalization": "sequence", "invert": False}
+    workflow = {
+        "1": {"class_type": "LoadImage", "inputs": {"image": "genpercept_pan.webp"}},
+        "2": {"class_type": "GenPerceptModelLoader", "inputs": {"model": "embedded small model (offline default)",
+              "depth": True, "normal": False, "matte": False, "device": "auto", "dtype": "auto"}},
+        "3": {"class_type": "GenPerceptDepth", "inputs": {**depth_inputs, "steady_video": "off"}},
+        "4": {"class_type": "GenPerceptDepth", "inputs": {**depth_inputs, "steady_video": "auto"}},
+        "5": {"class_type": "GenPerceptSaveMaps", "inputs": {"maps": ["3", 1], "filename_prefix": "pan/off",
+                                                             "format": "npy"}},
+        "6": {"class_type": "GenPerceptSaveMaps", "inputs": {"maps": ["4", 1], "filename_prefix": "pan/steady",
+                                                             "format": "npy"}},
+    }
+    result = _run(url, workflow)
+    assert result["status"]["status_str"] == "success", json.dumps(result["status"])[:2000]
+
+    def disagreement(prefix):
+        maps = np.stack([np.load(base / "output" / "pan" / f"{prefix}_{i:05d}_depth.npy") for i in range(PAN_FRAMES)])
+        assert maps.shape[0] == PAN_FRAMES
+        maps = (maps - maps.min()) / (maps.max() - maps.min())
+        return float(np.mean([np.abs(maps[i][:, :-PAN_STEP] - maps[i - 1][:, PAN_STEP:]).mean()
+                              for i in range(1, PAN_FRAMES)]))
+    before, after = disagreement("off"), disagreement("steady")
+    print(f"16-frame pan, consecutive-frame disagreement: steady_video off {before:.4f}, auto {after:.4f}")
+    assert json.loads((base / "output" / "pan" / "steady_00001_depth.json").read_text())["steady_video"] is True
+    assert after < 0.7 * before
