@@ -78,20 +78,27 @@ def measure_pass(kind: str, repeats: int) -> dict:
         from diffusers import AutoencoderKL, UNet2DConditionModel
         from safetensors.torch import load_file
 
-        vae = AutoencoderKL.from_pretrained(GENPERCEPT / "vae").eval()
-        unet = UNet2DConditionModel.from_pretrained(GENPERCEPT / "unet_depth_v2").eval()
-        embedding = next(iter(load_file(GENPERCEPT / "empty_text_embed.safetensors").values()))
+        vae = AutoencoderKL.from_pretrained(GENPERCEPT / "vae", torch_dtype=torch.float32).eval()
+        unet = UNet2DConditionModel.from_pretrained(GENPERCEPT / "unet_depth_v2", torch_dtype=torch.float32).eval()
+        embedding = load_file(GENPERCEPT / "empty_text_embed.safetensors")["v2"]  # what unet_*_v2 is run with
         image = torch.from_numpy(rgb).permute(2, 0, 1)[None].float() / 127.5 - 1
 
         @torch.inference_mode()
         def run():
             latent = vae.encode(image).latent_dist.mode() * vae.config.scaling_factor
-            target = -unet(latent, torch.tensor([1]), encoder_hidden_states=embedding.reshape(1, -1, 1024)).sample
+            target = -unet(latent, torch.tensor([1]), encoder_hidden_states=embedding).sample
             vae.decode(target / vae.config.scaling_factor).sample.mean(dim=1).clamp(-1, 1).numpy()
     else:
-        from diffusers import MarigoldDepthPipeline
+        from diffusers import AutoencoderKL, DDIMScheduler, MarigoldDepthPipeline, UNet2DConditionModel
+        from safetensors.torch import load_file
 
-        pipeline = MarigoldDepthPipeline.from_pretrained(MARIGOLD)
+        # diffusers' own pipeline on the same weights; the cached empty-text embedding stands in for its text encoder
+        pipeline = MarigoldDepthPipeline(
+            unet=UNet2DConditionModel.from_pretrained(MARIGOLD / "unet", torch_dtype=torch.float32),
+            vae=AutoencoderKL.from_pretrained(MARIGOLD / "vae", torch_dtype=torch.float32),
+            scheduler=DDIMScheduler.from_pretrained(MARIGOLD / "scheduler"), text_encoder=None, tokenizer=None,
+            prediction_type="depth", scale_invariant=True, shift_invariant=True)
+        pipeline.empty_text_embedding = load_file(MARIGOLD / "empty_text_embed.safetensors")["v2"]
         pipeline.set_progress_bar_config(disable=True)
         steps = 4 if "4 steps" in kind else 1
         image = Image.fromarray(rgb)
