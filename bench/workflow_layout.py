@@ -13,6 +13,7 @@ Needs `pip install playwright` (its driver only: the browser is the system's, `a
 
 import argparse
 import json
+import shutil
 import socket
 import subprocess
 import sys
@@ -29,6 +30,12 @@ READ_LAYOUT = """() => {
   const groups = (graph._groups || graph.groups || []).map(g => ({title: g.title, box: Array.from(g._bounding || g.bounding)}));
   const links = Object.values(graph.links || {}).filter(l => l).map(l => [l.origin_id, l.target_id]);
   return {nodes, groups, links};
+}"""
+
+
+FIT_VIEW = """() => {
+  document.querySelectorAll('.p-toast-close-button, .p-dialog-close-button').forEach(b => b.click());
+  return window.app.extensionManager.command.execute('Comfy.Canvas.FitView');
 }"""
 
 
@@ -83,6 +90,7 @@ def main():
     for folder in ("custom_nodes", "input", "output", "user"):
         (base / folder).mkdir()
     (base / "custom_nodes" / "genpercept-bundle").symlink_to(REPO)
+    shutil.copy(REPO / "examples" / "photo.jpg", base / "input" / "genpercept_example.jpg")  # the workflows' photo
     config = base / "extra_model_paths.yaml"
     config.write_text(f"layout:\n  base_path: {base}\n  custom_nodes: custom_nodes/\n")
     port = free_port()
@@ -103,9 +111,11 @@ def main():
         args.shots.mkdir(parents=True, exist_ok=True)
         with sync_playwright() as playwright:
             browser = playwright.chromium.launch(executable_path=args.chromium, args=["--no-sandbox"])
-            page = browser.new_page(viewport={"width": 1920, "height": 1080})
+            page = browser.new_page(viewport={"width": 2400, "height": 1300})
             page.goto(url)
             page.wait_for_function("() => window.app && window.app.graph", timeout=120_000)
+            page.wait_for_timeout(3000)
+            page.keyboard.press("Escape")  # the first-run template browser
             for path in sorted((REPO / "workflows").glob("*.json")):
                 if path.name == "notes.json":
                     continue
@@ -117,9 +127,9 @@ def main():
                 members = {title: [api_keys.index(key) + 1 for key in keys]
                            for title, keys in notes[path.stem]["groups"]}
                 problems = check(layout, members)
-                page.keyboard.press(".")  # fit the view to the graph
-                page.wait_for_timeout(500)
-                page.screenshot(path=str(args.shots / f"{path.stem}.png"))
+                page.evaluate(FIT_VIEW)
+                page.wait_for_timeout(800)
+                page.screenshot(path=str(args.shots / f"{path.stem}.jpg"), type="jpeg", quality=80)
                 print(f"{path.stem}: {len(layout['nodes'])} nodes, {len(layout['groups'])} groups, "
                       f"{'OK' if not problems else str(len(problems)) + ' problem(s)'}")
                 for problem in problems:

@@ -17,7 +17,7 @@ from pathlib import Path
 HERE = Path(__file__).parent
 LINK_TYPES_ARE_WIDGETS = {"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"}
 # the frontend's node geometry (LiteGraph): title bar, one slot row, one widget row
-TITLE, SLOT, WIDGET = 30, 22, 26
+TITLE, SLOT, WIDGET = 30, 20, 24
 # nodes that show an image under their widgets (an upload preview, a save or preview node, our prediction nodes)
 IMAGE_AREA = {"LoadImage": 300, "PreviewImage": 280, "SaveImage": 280, "GenPerceptDepth": 250,
               "GenPerceptNormals": 250, "GenPerceptMatte": 250, "GenPerceptSaveMaps": 250}
