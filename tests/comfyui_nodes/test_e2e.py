@@ -278,3 +278,33 @@ def test_a_16_frame_clip_is_steady_in_the_depth_node(server):
     print(f"16-frame pan, consecutive-frame disagreement: steady_video off {before:.4f}, auto {after:.4f}")
     assert json.loads((base / "output" / "pan" / "steady_00001_depth.json").read_text())["steady_video"] is True
     assert after < 0.7 * before
+
+
+def test_the_bridge_predicts_on_the_server_and_brings_the_maps_back(server, tmp_path):
+    """What the Blender add-on does for users whose models live in ComfyUI: upload, queue, wait, download."""
+    from genpercept_bundle.comfyui_bridge import ComfyUIBridge
+    from genpercept_bundle.errors import GenPerceptError
+    from genpercept_bundle.map_files import find_maps
+
+    url, _ = server
+    bridge = ComfyUIBridge(url)
+    assert "marigold-depth-v1-1" in bridge.check()
+    photo = tmp_path / "shot.png"  # lossless: ComfyUI and this process decode the same pixels (JPEG decoders differ)
+    Image.open(REPO / "examples" / "photo.jpg").save(photo)
+    written = bridge.predict_maps(photo, tmp_path / "maps", ["depth", "normal", "matte"])
+    width, height = Image.open(photo).size
+    assert set(find_maps(tmp_path / "maps" / "shot.png")) == {"depth", "normal", "matte"}
+    assert read_map(written["depth"]).shape == (height, width)
+    normals = read_map(written["normal"])
+    np.testing.assert_allclose(np.linalg.norm(normals, axis=-1), 1.0, atol=1e-4)
+    meta = json.loads((tmp_path / "maps" / "shot_depth.json").read_text())
+    assert meta["predicted_by"] == f"ComfyUI at {url}" and meta["family"] == "genpercept"
+    # the same maps as predicting here with the same model and settings
+    from genpercept_bundle import GenPerceptPredictor, load_image
+
+    local = GenPerceptPredictor.from_pretrained(None, ["depth"], device="cpu").predict(load_image(photo), "depth")
+    np.testing.assert_allclose(read_map(written["depth"]), local.maps[0], atol=1e-5)
+    with pytest.raises(GenPerceptError, match="has no GenPercept model 'missing'"):
+        bridge.predict_maps(photo, tmp_path / "none", ["depth"], model="missing")
+    with pytest.raises(GenPerceptError, match="cannot reach ComfyUI"):
+        ComfyUIBridge(f"http://127.0.0.1:{_free_port()}").check()
