@@ -21,8 +21,9 @@ from genpercept_bundle.conventions import near_bright
 from genpercept_bundle.relief_heights import grid_shape, resample
 
 NODE_GROUP = "GenPercept Relief"
-NODE_GROUP_VERSION = 2  # bumped when the group's sockets or nodes change: older files get a new group
+NODE_GROUP_VERSION = 4  # bumped when the group's sockets or nodes change: older files get a new group
 MODIFIER = "GenPercept Relief"
+FAR_BELOW = 1e6  # relief units: where the walls are extruded to before their feet are set onto z = 0
 SEAM = 1e-4  # relief units: how close the base's outline and the walls' feet must be to be welded
 
 
@@ -137,7 +138,7 @@ def relief_node_group() -> "bpy.types.GeometryNodeTree":
     store_uv.data_type, store_uv.domain = "FLOAT2", "CORNER"
     texel = _texel_at_position(nodes, group_in["Width"], depth_side, columns, rows)
     height = nodes.math("MULTIPLY", nodes.sample(group_in["Heights"], texel), group_in["Height"])
-    matte = nodes.sample(group_in["Matte"], texel)
+    matte = _matte_or_one(nodes, group_in["Matte"], texel)
     sheet = _sheet(nodes, group_in, store_uv.outputs[0], height, matte)
     solid = _solid(nodes, group_in, store_uv.outputs[0], height, matte)
     choose = nodes.node("GeometryNodeSwitch", {"Switch": group_in["Solid"], "False": sheet, "True": solid})
@@ -161,6 +162,15 @@ def _texel_at_position(nodes: _Nodes, width, depth_side, columns, rows):
     return nodes.xyz(X=texel(x, width, columns), Y=texel(y, depth_side, rows))
 
 
+def _matte_or_one(nodes: _Nodes, image, texel):
+    """The matte under a vertex; 1 (keep everything) when the relief has no matte image."""
+    size = nodes.node("GeometryNodeImageInfo")
+    nodes.link(image, size.inputs["Image"])
+    has_matte = nodes.math("GREATER_THAN", size.outputs["Width"], 0.5)
+    return nodes.math("ADD", nodes.math("MULTIPLY", nodes.sample(image, texel), has_matte),
+                      nodes.math("SUBTRACT", 1.0, has_matte))
+
+
 def _sheet(nodes: _Nodes, group_in, grid, height, matte):
     """The open relief: the grid lifted by the heights, minus steep faces and faces outside the matte (with their
     vertices and edges: nothing loose remains)."""
@@ -175,28 +185,33 @@ def _sheet(nodes: _Nodes, group_in, grid, height, matte):
 
 
 def _solid(nodes: _Nodes, group_in, grid, height, matte):
-    """One closed piece: the grid extruded up into the relief's top (outside the matte it drops to the base), its
-    feet at z = 0 welded to a flat bottom face filled from their outline."""
-    extrude = nodes.node("GeometryNodeExtrudeMesh", {"Mesh": grid, "Offset": (0.0, 0.0, 1.0), "Individual": False})
-    extrude.mode = "FACES"
-    _, _, z = nodes.separate(nodes.new("GeometryNodeInputPosition").outputs[0])
+    """One closed piece: the grid lifted onto the base (outside the matte it stays at the base), its outline
+    extruded straight down to z = 0 as walls, and their feet welded to a flat bottom face filled from their
+    outline. Only the outline is extruded, so a solid costs little more than a sheet."""
     inside = nodes.math("GREATER_THAN", matte, nodes.math("SUBTRACT", group_in["Matte Threshold"], 1e-6))
     base = nodes.math("MAXIMUM", group_in["Base"], 4 * SEAM)  # the top never reaches the bottom it would weld to
-    top_z = nodes.math("ADD", base, nodes.math("MULTIPLY", height, inside))
-    lift = nodes.node("GeometryNodeSetPosition", {"Geometry": extrude.outputs["Mesh"],
-                                                  "Selection": nodes.math("GREATER_THAN", z, 0.5)})
+    top = nodes.node("GeometryNodeSetPosition", {"Geometry": grid, "Offset": nodes.xyz(
+        Z=nodes.math("ADD", base, nodes.math("MULTIPLY", height, inside)))})
+    neighbours = nodes.new("GeometryNodeInputMeshEdgeNeighbors")
+    outline = nodes.math("LESS_THAN", neighbours.outputs["Face Count"], 1.5)  # edges of one face: the grid's outline
+    # Extruded far down, then set onto z = 0 (the extrusion's offset is not per vertex, so it cannot land there)
+    walls = nodes.node("GeometryNodeExtrudeMesh", {"Mesh": top.outputs[0], "Selection": outline,
+                                                   "Offset": nodes.xyz(Z=-1.0), "Offset Scale": FAR_BELOW})
+    walls.mode = "EDGES"
     position = nodes.separate(nodes.new("GeometryNodeInputPosition").outputs[0])
-    nodes.link(nodes.xyz(X=position["X"], Y=position["Y"], Z=top_z), lift.inputs["Position"])
-    feet = nodes.math("LESS_THAN", z, SEAM)  # an edge is on the outline when both its vertices are at z = 0
-    outline = nodes.node("GeometryNodeMeshToCurve", {"Mesh": extrude.outputs["Mesh"], "Selection": feet})
-    bottom = nodes.node("GeometryNodeFillCurve", {"Curve": outline.outputs[0]})
+    feet = nodes.node("GeometryNodeSetPosition", {
+        "Geometry": walls.outputs["Mesh"], "Selection": nodes.math("LESS_THAN", position["Z"], -FAR_BELOW / 2),
+        "Position": nodes.xyz(X=position["X"], Y=position["Y"], Z=0.0)})
+    bottom_outline = nodes.node("GeometryNodeMeshToCurve", {"Mesh": feet.outputs[0],
+                                                            "Selection": walls.outputs["Top"]})  # the walls' feet
+    bottom = nodes.node("GeometryNodeFillCurve", {"Curve": bottom_outline.outputs[0]})
     _choose(bottom, "Mode", ("NGONS", "N-gons"))
     flip = nodes.node("GeometryNodeFlipFaces", {"Mesh": bottom.outputs[0]})  # facing down, out of the solid
     join = nodes.node("GeometryNodeJoinGeometry")
     nodes.link(flip.outputs[0], join.inputs[0])
-    nodes.link(lift.outputs[0], join.inputs[0])
+    nodes.link(feet.outputs[0], join.inputs[0])
     weld = nodes.node("GeometryNodeMergeByDistance", {"Geometry": join.outputs[0], "Distance": SEAM,
-                                                      "Selection": feet})
+                                                      "Selection": nodes.math("LESS_THAN", position["Z"], SEAM)})
     return weld.outputs[0]
 
 
@@ -205,8 +220,7 @@ def orthographic_relief(name, heights, matte=None, height=0.2, width=1.0, base=0
     """An object whose Geometry Nodes modifier is the relief of ``heights`` ([rows, columns] in [0, 1], 1 = nearest:
     ``genpercept_bundle.relief_heights``); ``matte`` at the same grid (or None). Returns the object."""
     height_image = float_image(f"{name} heights", heights)
-    matte_values = matte if matte is not None else np.ones(heights.shape, np.float32)
-    matte_image = float_image(f"{name} matte", matte_values)
+    matte_image = float_image(f"{name} matte", matte) if matte is not None else None
     obj = bpy.data.objects.new(name, bpy.data.meshes.new(name))
     modifier = obj.modifiers.new(MODIFIER, "NODES")
     modifier.node_group = relief_node_group()
