@@ -126,6 +126,7 @@ def predict_in_process(photo: str, tasks, model: str = "", cancel=None, base: st
                                                                               check_interrupt=check_interrupt)):
             predicted[task], provenance[task] = prediction.maps[0], prediction.provenance
             current["task"] = index + 1
+            check_interrupt()  # finishing a task's full-size maps runs no network blocks
         return relief_maps(predicted), provenance
     except GenPerceptError as error:
         raise MapError(str(error)) from error

@@ -42,6 +42,8 @@ class PredictionJob:
                 predicted, provenance = maps.predict_in_process(self.photo, self.tasks, self.model, self.cancelled,
                                                                 self.base, on_block=self._count_block)
                 _BLOCKS_PER_TASK[self._key()] = max(self._blocks)
+            if self.cancelled.is_set():
+                raise maps.Cancelled()
             unsaved = {task: values for task, values in predicted.items()
                        if kept_maps.file_of(self.folder, self.photo, task) is None}
             kept_maps.keep(self.folder, self.photo, unsaved, provenance)
