@@ -17,7 +17,8 @@ from genpercept_bundle.map_files import map_path, maps_complete, save_maps
 
 from . import maps
 
-_IN_MEMORY: dict[tuple, dict] = {}  # (folder, task) -> map; cleared when a file is loaded
+_IN_MEMORY: dict[tuple, object] = {}  # (folder, task) -> map; cleared when a file is loaded
+PHOTOS_IN_MEMORY = 2  # the maps of this many photos stay in memory (a 12 MP photo's are ~200 MB)
 
 
 def clear_memory():
@@ -67,8 +68,17 @@ def kept(folder: Path, photo: str, tasks) -> dict:
             found[task] = _IN_MEMORY[(folder, task)]
         elif maps_complete(folder, stem, [task]):
             path = next(p for p in (map_path(folder, stem, task, f) for f in ("exr", "npy")) if p.is_file())
-            found[task] = _IN_MEMORY[(folder, task)] = maps.load_map(str(path), task)
+            found[task] = maps.load_map(str(path), task)
+            _remember(folder, task, found[task])
     return found
+
+
+def _remember(folder: Path, task: str, values):
+    _IN_MEMORY.pop((folder, task), None)  # to the end: the most recent
+    _IN_MEMORY[(folder, task)] = values
+    recent = list(dict.fromkeys(key[0] for key in reversed(_IN_MEMORY)))[:PHOTOS_IN_MEMORY]
+    for key in [key for key in _IN_MEMORY if key[0] not in recent]:
+        del _IN_MEMORY[key]
 
 
 def file_of(folder: Path, photo: str, task: str) -> Path | None:
@@ -86,7 +96,7 @@ def keep(folder: Path, photo: str, predicted: dict, provenance: dict | None = No
     for task, values in predicted.items():
         meta = {"source": str(photo), **(provenance or {}).get(task, {})}
         save_maps(folder, stem, task, np.asarray(values, np.float32), form, meta, previews=False)
-        _IN_MEMORY[(folder, task)] = values
+        _remember(folder, task, values)
 
 
 def _can_write_exr() -> bool:

@@ -86,6 +86,9 @@ class MapSource:
         model, _, base = model_settings(context)
         return kept_maps.folder_for(self.photo(), model, base)
 
+    def relief_name(self) -> str:
+        return Path(self.filepath or self.depth_file).stem or "relief"
+
     def check_photo(self):
         photo = self.photo()
         if self.source == "PHOTO" and not (photo and os.path.isfile(photo)):
@@ -299,7 +302,7 @@ class GENPERCEPT_OT_build_relief(MapSource, ReliefShape, bpy.types.Operator):
         depth = predicted["depth"]
         check_map_sizes(predicted)
         matte = self._usable_matte(predicted.get("matte"))
-        name = Path(self.filepath or self.depth_file).stem or "relief"
+        name = self.relief_name()
         files = self.map_files(context)
         photo = self.photo() if self.photo() and os.path.isfile(self.photo()) else None
         material = relief_material(name, photo, predicted.get("normal"),
@@ -337,7 +340,7 @@ class GENPERCEPT_OT_build_relief(MapSource, ReliefShape, bpy.types.Operator):
         heights = self.heights(context, depth, normals)
         cut = self.matte_mode == "CUT" and matte is not None
         obj = orthographic_relief(
-            Path(self.filepath or self.depth_file).stem or "relief", heights,
+            self.relief_name(), heights,
             resample(matte, *heights.shape) if cut else None, height=millimetres(context, self.height_mm),
             width=millimetres(context, self.width_mm), base=millimetres(context, self.base_mm), solid=self.solid,
             edge_angle=self.edge_angle, matte_threshold=self.matte_threshold if cut else 0.0, material=material)
@@ -363,7 +366,7 @@ class GENPERCEPT_OT_build_relief(MapSource, ReliefShape, bpy.types.Operator):
         if self.far <= self.near:
             raise maps.MapError(f"far ({self.far:g}) must be farther than near ({self.near:g})")
         cut = matte if self.matte_mode == "CUT" else None
-        obj, camera = perspective_relief(Path(self.filepath or self.depth_file).stem or "relief", depth, cut,
+        obj, camera = perspective_relief(self.relief_name(), depth, cut,
                                          self.resolution, self.fov, self.near, self.far, self.invert,
                                          self.edge_tolerance, self.matte_threshold if cut is not None else 0.0)
         grid_faces = int(np.prod(np.subtract(grid_shape(height, width, self.resolution), 1)))
@@ -435,7 +438,7 @@ class GENPERCEPT_OT_displace_mesh(MapSource, ReliefShape, bpy.types.Operator):
             self.report({"ERROR"}, str(error))
             return {"CANCELLED"}
         heights = self.heights(context, predicted["depth"], predicted.get("normal"))
-        name = Path(self.filepath or self.depth_file).stem or "relief"
+        name = self.relief_name()
         texture = bpy.data.textures.new(f"{name} heights", "IMAGE")
         texture.image = float_image(f"{name} heights", heights)
         texture.extension = "EXTEND"
@@ -468,6 +471,11 @@ class GENPERCEPT_OT_bake_relief(bpy.types.Operator):
         return {"FINISHED"}
 
 
+def format_items(formats: dict) -> list[tuple]:
+    """Enum items of a {identifier: (label, suffix)} table."""
+    return [(key, label, f"{label} ({suffix})") for key, (label, suffix) in formats.items()]
+
+
 class GENPERCEPT_OT_export_relief(bpy.types.Operator, ExportHelper):
     """Export the active object as shown (modifiers applied): STL and OBJ in millimetres, glTF and USD in metres"""
 
@@ -475,8 +483,7 @@ class GENPERCEPT_OT_export_relief(bpy.types.Operator, ExportHelper):
     bl_label = "Export Relief"
     filename_ext = ".stl"
 
-    format: EnumProperty(name="Format", items=[(key, label, f"{label} ({suffix})")
-                                               for key, (label, suffix) in MESH_FORMATS.items()])
+    format: EnumProperty(name="Format", items=format_items(MESH_FORMATS))
     filter_glob: StringProperty(default="*.stl;*.obj;*.glb;*.usdc", options={"HIDDEN"})
 
     @classmethod
@@ -500,8 +507,7 @@ class GENPERCEPT_OT_export_height_map(bpy.types.Operator, ExportHelper):
     bl_label = "Export Height Map"
     filename_ext = ".png"
 
-    format: EnumProperty(name="Format", items=[(key, label, f"{label} ({suffix})")
-                                               for key, (label, suffix) in HEIGHT_MAP_FORMATS.items()])
+    format: EnumProperty(name="Format", items=format_items(HEIGHT_MAP_FORMATS))
     filter_glob: StringProperty(default="*.png;*.exr", options={"HIDDEN"})
 
     @classmethod
