@@ -5,9 +5,7 @@ Conventions (the bundle's): depth [H,W] in [0,1] with 0 = near; normals [H,W,3] 
 """
 
 import os
-import shutil
 import subprocess
-import tempfile
 
 import numpy as np
 from genpercept_bundle.errors import GenPerceptError
@@ -101,14 +99,19 @@ def relief_maps(predicted: dict) -> dict:
     return predicted
 
 
-def predict_in_process(photo: str, tasks, model: str = "", cancel=None, base: str = "") -> dict:
-    """Maps of ``photo`` by the bundle inside Blender; ``cancel`` (a threading.Event) stops it between network
-    blocks, so Esc takes effect within a block's time. ``base``: a DMP model's Stable Diffusion folder."""
+def predict_in_process(photo: str, tasks, model: str = "", cancel=None, base: str = "", on_block=None):
+    """Maps of ``photo`` by the bundle inside Blender, and each task's provenance. ``cancel`` (a threading.Event)
+    stops it before the next network block, so Esc takes effect within a block's time; ``on_block(task_index)`` is
+    called before every block (progress). ``base``: a DMP model's Stable Diffusion folder."""
     from genpercept_bundle import GenPerceptPredictor, load_image
+
+    current = {"task": 0}
 
     def check_interrupt():
         if cancel is not None and cancel.is_set():
             raise Cancelled()
+        if on_block is not None:
+            on_block(current["task"])
 
     try:
         key = (model or None, tuple(tasks), base)
@@ -118,41 +121,43 @@ def predict_in_process(photo: str, tasks, model: str = "", cancel=None, base: st
                                                                    base=base or None)
         predictor = _PREDICTORS[key]
         rgb = load_image(photo)
-        predictions = predictor.predict_tasks(rgb, tasks, check_interrupt=check_interrupt)
-        return relief_maps({task: prediction.maps[0] for task, prediction in predictions.items()})
+        predicted, provenance = {}, {}
+        for index, (task, prediction) in enumerate(predictor.iter_predictions(rgb, tasks,
+                                                                              check_interrupt=check_interrupt)):
+            predicted[task], provenance[task] = prediction.maps[0], prediction.provenance
+            current["task"] = index + 1
+            check_interrupt()  # finishing a task's full-size maps runs no network blocks
+        return relief_maps(predicted), provenance
     except GenPerceptError as error:
         raise MapError(str(error)) from error
 
 
-def predictor_command(python: str, photo: str, tasks, out_dir: str, model: str = "", base: str = "") -> list[str]:
-    command = [python, "-m", "genpercept_bundle.cli", "predict", "--task", *tasks, "--format", "npy",
+def predictor_command(python: str, photo: str, tasks, out_dir: str, model: str = "", base: str = "",
+                      format: str = "npy") -> list[str]:
+    command = [python, "-m", "genpercept_bundle.cli", "predict", "--task", *tasks, "--format", format,
                "--no-preview", "--out", out_dir]
     command += (["--model", model] if model else []) + (["--base", base] if base else [])
     return command + ["--", photo]  # a photo named -x is not an option
 
 
-def start_external(python: str, photo: str, tasks, model: str = "", base: str = ""):
-    """Start the predictor in the user's external Python; returns (process, output folder)."""
+def start_external(python: str, photo: str, tasks, out_dir: str, model: str = "", base: str = ""):
+    """Start the predictor in the user's external Python, writing EXR maps into ``out_dir``; returns the process."""
     if not python or not os.path.isfile(python):
         raise MapError("set the external Python in the add-on preferences (a Python with the GenPercept bundle installed)")
-    out_dir = tempfile.mkdtemp(prefix="genpercept_")
-    command = predictor_command(python, photo, tasks, out_dir, model, base)
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    return process, out_dir
+    os.makedirs(out_dir, exist_ok=True)
+    command = predictor_command(python, photo, tasks, out_dir, model, base, format="exr")
+    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
 def finish_external(process, out_dir: str, photo: str, tasks) -> dict:
-    """The maps the external predictor wrote (its temporary folder is removed, whatever happened)."""
-    try:
-        _, errors = process.communicate()
-        if process.returncode != 0:
-            reason = ([line for line in errors.strip().splitlines() if "error" in line.lower()]
-                      or errors.strip().splitlines())
-            raise MapError(f"the predictor failed: {reason[-1] if reason else 'exit code ' + str(process.returncode)}")
-        stem = os.path.splitext(os.path.basename(photo))[0]
-        return relief_maps({task: load_map(map_path(out_dir, stem, task, "npy"), task) for task in tasks})
-    finally:
-        shutil.rmtree(out_dir, ignore_errors=True)
+    """The maps the external predictor wrote into ``out_dir`` (its sidecars record their provenance)."""
+    _, errors = process.communicate()
+    if process.returncode != 0:
+        reason = ([line for line in errors.strip().splitlines() if "error" in line.lower()]
+                  or errors.strip().splitlines())
+        raise MapError(f"the predictor failed: {reason[-1] if reason else 'exit code ' + str(process.returncode)}")
+    stem = os.path.splitext(os.path.basename(photo))[0]
+    return relief_maps({task: load_map(map_path(out_dir, stem, task, "exr"), task) for task in tasks})
 
 
 def check_external_python(python: str) -> str:

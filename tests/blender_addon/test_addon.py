@@ -40,14 +40,23 @@ def test_the_extension_installs_the_core_as_a_wheel(addon):
 
 @pytest.fixture
 def scene(addon):
+    """An empty scene in Blender's default units, the add-on with the embedded model and no external Python."""
     for obj in list(bpy.data.objects):
         bpy.data.objects.remove(obj)
-    settings = bpy.context.scene.genpercept
-    for name in ("photo", "depth_file", "normal_file", "matte_file"):
-        setattr(settings, name, "")
-    settings.source, settings.projection, settings.matte_mode, settings.plain_mesh = "FILES", "RELIEF", "NONE", False
-    addon.python_path = ""
-    return settings
+    units = bpy.context.scene.unit_settings
+    units.system, units.scale_length, units.length_unit = "METRIC", 1.0, "METERS"
+    addon.python_path = addon.model_folder = ""
+    return bpy.context.scene
+
+
+def build(**properties):
+    """The build operator as a script (or Adjust Last Operation) runs it; lengths are in millimetres."""
+    properties.setdefault("source", "FILES")
+    return bpy.ops.genpercept.build_relief("EXEC_DEFAULT", **properties)
+
+
+def mesh_objects():
+    return [o for o in bpy.data.objects if o.type == "MESH"]
 
 
 def evaluated_vertices(obj):
@@ -71,33 +80,91 @@ def step_maps(tmp_path):
     return tmp_path, depth, matte
 
 
+def addon_module(name):
+    import importlib
+
+    return importlib.import_module(f"{MODULE}.{name}")
+
+
+def mesh_topology(vertices, faces):
+    """(non-manifold edges, islands, loose vertices) of a mesh given as positions [V,3] and polygons (lists of vertex
+    indices); positions are welded first, so an STL's triangle soup can be checked the same way."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    _, weld = np.unique(np.round(vertices, 5), axis=0, return_inverse=True)
+    weld = weld.ravel()
+    edges = np.array([sorted((weld[a], weld[b])) for face in faces for a, b in zip(face, np.roll(face, -1))])
+    _, uses = np.unique(edges, axis=0, return_counts=True)
+    count = weld.max() + 1
+    graph = coo_matrix((np.ones(len(edges)), (edges[:, 0], edges[:, 1])), shape=(count, count))
+    islands = connected_components(graph, directed=False)[0]
+    loose = count - len(np.unique(edges))
+    return int(np.sum(uses != 2)), islands - loose, loose
+
+
+def evaluated_topology(obj):
+    mesh = obj.evaluated_get(bpy.context.evaluated_depsgraph_get()).to_mesh()
+    co = np.empty(len(mesh.vertices) * 3, np.float32)
+    mesh.vertices.foreach_get("co", co)
+    topology = mesh_topology(co.reshape(-1, 3), [list(p.vertices) for p in mesh.polygons])
+    obj.to_mesh_clear()
+    return topology
+
+
 def test_relief_geometry_follows_the_depth_map(scene, step_maps):
     folder, depth, _ = step_maps
-    scene.depth_file, scene.resolution, scene.edge_angle, scene.height = str(folder / "shot_depth.npy"), 64, 80.0, 0.3
-    assert bpy.ops.genpercept.build_relief("EXEC_DEFAULT") == {"FINISHED"}
+    assert build(depth_file=str(folder / "shot_depth.npy"), resolution=64, edge_angle=80.0, height_mm=300.0,
+                 width_mm=1000.0) == {"FINISHED"}
     obj = bpy.context.active_object
     co, faces, uv_maps = evaluated_vertices(obj)
     assert len(co) == 64 * 48  # the chosen resolution along the longest side, same aspect
     near, far = co[co[:, 0] < -0.05, 2], co[co[:, 0] > 0.05, 2]
     assert near.min() > far.max()  # height grows toward the viewer: near = high
-    np.testing.assert_allclose(near.mean() - far.mean(), 0.3 * (0.8 - 0.2), atol=1e-3)
+    np.testing.assert_allclose(near.mean() - far.mean(), 0.3, atol=1e-3)  # the relief height as set, in metres
     assert faces == 63 * 47 - 47  # exactly the column of quads across the step is cut
     assert uv_maps == ["UVMap"]
+    assert evaluated_topology(obj)[2] == 0  # the cut leaves no loose vertices
     # non-destructive: the modifier's height is still editable
-    modifier = obj.modifiers["GenPercept Relief"]
-    height_id = next(i.identifier for i in modifier.node_group.interface.items_tree if getattr(i, "name", "") == "Height")
-    modifier[height_id] = 0.6
+    relief = addon_module("relief")
+    modifier = relief.relief_modifier(obj)
+    relief.set_inputs(modifier, {"Height": 0.6})
     obj.update_tag()
     co2, _, _ = evaluated_vertices(obj)
-    np.testing.assert_allclose(co2[:, 2].max() - co2[:, 2].min(), 0.6 * 0.6, atol=1e-3)
+    np.testing.assert_allclose(co2[:, 2].max() - co2[:, 2].min(), 0.6, atol=1e-3)
+
+
+def test_heights_sample_the_full_resolution_depth_without_steps(scene, tmp_path):
+    """A coarse 40x30 depth ramp at 400 vertices across: every vertex its own height (no blocky steps)."""
+    ramp = np.tile(np.linspace(0.0, 1.0, 40, dtype=np.float32), (30, 1))
+    np.save(tmp_path / "ramp_depth.npy", ramp)
+    build(depth_file=str(tmp_path / "ramp_depth.npy"), resolution=400, edge_angle=90.0)
+    co, _, _ = evaluated_vertices(bpy.context.active_object)
+    assert len(co) == 400 * 300
+    row = co[np.isclose(co[:, 1], co[0, 1])]
+    assert len(np.unique(np.round(row[:, 2], 7))) > 0.9 * 400
+
+
+def test_resolution_keeps_the_aspect(scene, step_maps):
+    folder, _, _ = step_maps
+    build(depth_file=str(folder / "shot_depth.npy"), resolution=100, edge_angle=90.0)
+    co, faces, _ = evaluated_vertices(bpy.context.active_object)
+    assert len(co) == 100 * 75 and faces == 99 * 74
+
+
+def test_the_matte_is_off_by_default(scene, step_maps):
+    folder, _, _ = step_maps
+    build(filepath=str(folder / "shot.png"), edge_angle=90.0, resolution=64)  # shot_matte.npy lies beside it
+    obj = bpy.context.active_object
+    assert evaluated_vertices(obj)[1] == 63 * 47
+    shader = next(n for n in obj.data.materials[0].node_tree.nodes if n.type == "BSDF_PRINCIPLED")
+    assert not shader.inputs["Alpha"].links
 
 
 def test_matte_cut_and_plain_mesh(scene, step_maps):
     folder, _, matte = step_maps
-    scene.photo = str(folder / "shot.png")  # maps are found next to it by name
-    scene.matte_mode, scene.matte_threshold, scene.edge_angle, scene.resolution = "CUT", 0.5, 90.0, 64
-    scene.plain_mesh = True
-    bpy.ops.genpercept.build_relief("EXEC_DEFAULT")
+    build(filepath=str(folder / "shot.png"), matte_mode="CUT", matte_threshold=0.5, edge_angle=90.0, resolution=64,
+          plain_mesh=True, width_mm=1000.0)
     obj = bpy.context.active_object
     assert not obj.modifiers  # baked to a real mesh
     centres = np.array([p.center[:] for p in obj.data.polygons])
@@ -106,37 +173,37 @@ def test_matte_cut_and_plain_mesh(scene, step_maps):
     row = (23.5 - centres[:, 1] * 63) / 47 * 48 - 0.5
     radius = np.hypot(column - 32, row - 24)
     assert radius.max() < 16.5 and 0.8 * math.pi * 15**2 < len(centres) < 1.2 * math.pi * 15**2
+    assert not [v for v in obj.data.vertices if not any(v.index in p.vertices for p in obj.data.polygons)]
 
 
-def test_perspective_camera_matches_the_focal_length(scene, step_maps):
+@pytest.mark.parametrize("case,message", [
+    ("matte", "matte covers 0.7% of the photo"),
+    ("edge_angle", "edge cut angle .* left 0 of 2961 faces"),
+    ("perspective", "edge cut left 0 of 2961 faces"),
+])
+def test_a_build_leaving_almost_nothing_is_cancelled_with_the_reason(scene, step_maps, case, message):
     folder, _, _ = step_maps
-    scene.depth_file, scene.projection, scene.fov, scene.near, scene.far, scene.resolution = (
-        str(folder / "shot_depth.npy"), "PERSPECTIVE", 50.0, 2.0, 6.0, 64)
-    bpy.ops.genpercept.build_relief("EXEC_DEFAULT")
-    obj = bpy.context.active_object
-    camera = bpy.context.scene.camera
-    assert camera is not None and camera.data.sensor_fit == "HORIZONTAL"
-    assert math.isclose(camera.data.angle_x, math.radians(50.0), rel_tol=1e-4)
-    from bpy_extras.object_utils import world_to_camera_view
-
-    bpy.context.view_layer.update()
-    mesh = obj.data
-    for index in (0, 5 * 64 + 10, 47 * 64 + 63):  # vertices project back onto their pixel centres
-        row, column = divmod(index, 64)
-        projected = world_to_camera_view(bpy.context.scene, camera, obj.matrix_world @ mesh.vertices[index].co)
-        np.testing.assert_allclose([projected.x, projected.y], [(column + 0.5) / 64, 1 - (row + 0.5) / 48], atol=1e-4)
-    distances = sorted({round(-v.co.z, 3) for v in mesh.vertices})
-    assert distances[0] == pytest.approx(2.0 + 0.2 * 4.0, abs=1e-3) and distances[-1] == pytest.approx(2.0 + 0.8 * 4.0, abs=1e-3)
-    assert len(mesh.polygons) < 63 * 47  # the step edge is cut
+    speck = np.zeros((48, 64), np.float32)
+    speck[10:14, 10:15] = 1.0  # 20 of 3072 pixels
+    np.save(folder / "shot_matte.npy", speck)
+    depth = np.random.default_rng(0).random((48, 64)).astype(np.float32)  # every face steep
+    np.save(folder / "noise_depth.npy", depth)
+    properties = {"matte": dict(filepath=str(folder / "shot.png"), matte_mode="CUT", resolution=64),
+                  "edge_angle": dict(depth_file=str(folder / "noise_depth.npy"), edge_angle=0.0, resolution=64),
+                  "perspective": dict(depth_file=str(folder / "noise_depth.npy"), projection="PERSPECTIVE",
+                                      edge_tolerance=0.0001, resolution=64, near_far_from_photo=False, near=1.0,
+                                      far=9.0)}[case]
+    with pytest.raises(RuntimeError, match=message):
+        build(**properties)
+    assert not mesh_objects()  # nothing half-built
 
 
-def test_material_links_and_colour_spaces(scene, step_maps):
+def test_material_alpha_from_a_matte_that_covers_enough(scene, step_maps):
     folder, _, _ = step_maps
     from PIL import Image
 
     Image.fromarray(np.full((48, 64, 3), 128, np.uint8)).save(folder / "shot.png")
-    scene.photo, scene.matte_mode = str(folder / "shot.png"), "ALPHA"
-    bpy.ops.genpercept.build_relief("EXEC_DEFAULT")
+    build(filepath=str(folder / "shot.png"), matte_mode="ALPHA")
     obj = bpy.context.active_object
     material = obj.data.materials[0]
     rendered = obj.evaluated_get(bpy.context.evaluated_depsgraph_get()).to_mesh()
@@ -154,16 +221,238 @@ def test_material_links_and_colour_spaces(scene, step_maps):
     assert source("Alpha").image.colorspace_settings.name == "Non-Color"
 
 
+def test_perspective_camera_matches_the_focal_length_and_keeps_no_loose_vertices(scene, step_maps):
+    folder, _, _ = step_maps
+    build(depth_file=str(folder / "shot_depth.npy"), projection="PERSPECTIVE", fov_from_photo=False, fov=50.0,
+          near_far_from_photo=False, near=2.0, far=6.0, resolution=64)
+    obj = bpy.context.active_object
+    camera = bpy.context.scene.camera
+    assert camera is not None and camera.data.sensor_fit == "HORIZONTAL"
+    assert math.isclose(camera.data.angle_x, math.radians(50.0), rel_tol=1e-4)
+    from bpy_extras.object_utils import world_to_camera_view
+
+    bpy.context.view_layer.update()
+    mesh = obj.data
+    for vertex in (mesh.vertices[0], mesh.vertices[-1]):  # vertices project back onto their pixel centres
+        projected = world_to_camera_view(bpy.context.scene, camera, obj.matrix_world @ vertex.co)
+        column = projected.x * 64 - 0.5
+        row = (1 - projected.y) * 48 - 0.5
+        assert abs(column - round(column)) < 1e-3 and abs(row - round(row)) < 1e-3
+    distances = sorted({round(-v.co.z, 3) for v in mesh.vertices})
+    assert distances[0] == pytest.approx(2.0 + 0.2 * 4.0, abs=1e-3) and distances[-1] == pytest.approx(2.0 + 0.8 * 4.0, abs=1e-3)
+    assert len(mesh.polygons) == 63 * 47 - 47  # the step edge is cut...
+    assert len(mesh.vertices) == 64 * 48  # ...and each side keeps its vertices: none loose
+    assert mesh_topology(np.array([v.co[:] for v in mesh.vertices]), [list(p.vertices) for p in mesh.polygons])[2] == 0
+
+
+def test_perspective_field_of_view_from_exif_and_suggested_near_far(scene, step_maps):
+    folder, _, _ = step_maps
+    from PIL import Image
+
+    exif = Image.Exif()
+    exif.get_ifd(0x8769)[0xA405] = 85  # a portrait lens, 35 mm equivalent
+    Image.new("RGB", (64, 48)).save(folder / "shot.jpg", exif=exif.tobytes())
+    for name in ("depth", "normal"):
+        (folder / f"shot_{name}.npy").rename(folder / f"shotj_{name}.npy")
+    build(filepath=str(folder / "shot.jpg"), depth_file=str(folder / "shotj_depth.npy"), projection="PERSPECTIVE",
+          resolution=64)
+    expected = math.degrees(2 * math.atan(math.tan(math.atan(43.2666 / 170)) * 64 / 80))
+    assert math.isclose(bpy.context.scene.camera.data.angle_x, math.radians(expected), rel_tol=1e-3)
+    from genpercept_bundle.photo_camera import suggested_near_far
+
+    near, far = suggested_near_far(expected)
+    assert 1.0 < far / near < 1.5  # a long lens: a shallow scene, not an 8 m streak
+    distances = sorted({round(-v.co.z, 4) for v in bpy.context.active_object.data.vertices})
+    assert distances[0] == pytest.approx(near + 0.2 * (far - near), abs=1e-3)
+    assert distances[-1] == pytest.approx(near + 0.8 * (far - near), abs=1e-3)
+
+
+def test_closed_solid_is_one_watertight_piece_in_millimetres(scene, step_maps, tmp_path):
+    folder, _, _ = step_maps
+    build(depth_file=str(folder / "shot_depth.npy"), solid=True, width_mm=120.0, height_mm=20.0, base_mm=4.0,
+          resolution=64)
+    obj = bpy.context.active_object
+    assert bpy.context.scene.unit_settings.scale_length == pytest.approx(0.001)  # 1 unit = 1 mm
+    non_manifold, islands, loose = evaluated_topology(obj)
+    assert (non_manifold, islands, loose) == (0, 1, 0)
+    import bmesh
+
+    mesh = bmesh.new()
+    mesh.from_mesh(obj.evaluated_get(bpy.context.evaluated_depsgraph_get()).to_mesh())
+    assert mesh.calc_volume(signed=True) > 0  # faces point outwards
+    assert bpy.ops.genpercept.export_relief("EXEC_DEFAULT", filepath=str(tmp_path / "relief.stl"), format="STL") == {"FINISHED"}
+    triangles = read_binary_stl(tmp_path / "relief.stl")
+    size = np.ptp(triangles.reshape(-1, 3), axis=0)
+    np.testing.assert_allclose(size, [120.0, 120.0 * 47 / 63, 24.0], atol=1e-3)  # millimetres, as set
+    assert mesh_topology(triangles.reshape(-1, 3), np.arange(len(triangles) * 3).reshape(-1, 3))[:2] == (0, 1)
+
+
+def read_binary_stl(path):
+    data = Path(path).read_bytes()
+    count = int(np.frombuffer(data[80:84], np.uint32)[0])
+    records = np.frombuffer(data[84:84 + 50 * count], np.dtype([("n", "<f4", 3), ("v", "<f4", (3, 3)), ("a", "<u2")]))
+    return records["v"].astype(np.float64)
+
+
+@pytest.mark.parametrize("form", ["STL", "OBJ", "GLB", "USD"])
+def test_exports_apply_the_relief_modifier(scene, step_maps, tmp_path, form):
+    folder, _, _ = step_maps
+    build(depth_file=str(folder / "shot_depth.npy"), resolution=64, edge_angle=90.0, width_mm=1000.0)
+    out = tmp_path / ("relief.usda" if form == "USD" else "relief.out")  # USD as text, to count its points
+    assert bpy.ops.genpercept.export_relief("EXEC_DEFAULT", filepath=str(out), format=form) == {"FINISHED"}
+    written = next(tmp_path.glob("relief.*[!t]"))
+    assert written.stat().st_size > 10_000
+    if form == "STL":
+        assert len(read_binary_stl(written)) == 2 * 63 * 47
+    elif form == "OBJ":
+        lines = written.read_text().splitlines()
+        assert sum(line.startswith("v ") for line in lines) == 64 * 48
+        xs = [float(line.split()[1]) for line in lines if line.startswith("v ")]
+        assert max(xs) - min(xs) == pytest.approx(1000.0, abs=1e-2)  # millimetres
+    elif form == "GLB":
+        import json
+        import struct
+
+        data = written.read_bytes()
+        length = struct.unpack("<I", data[12:16])[0]
+        document = json.loads(data[20:20 + length])
+        position = document["meshes"][0]["primitives"][0]["attributes"]["POSITION"]
+        accessor = document["accessors"][position]
+        assert accessor["count"] >= 64 * 48
+        assert accessor["max"][0] - accessor["min"][0] == pytest.approx(1.0, abs=1e-3)  # metres
+    else:
+        text = written.read_text()
+        points = text[text.index("point3f[] points = [") + 20:].split("]", 1)[0]
+        assert points.count("(") == 64 * 48
+        assert "metersPerUnit = 1" in text
+
+
+@pytest.mark.parametrize("form", ["PNG16", "EXR"])
+def test_height_map_export_for_cnc(scene, step_maps, tmp_path, form):
+    folder, _, _ = step_maps
+    build(depth_file=str(folder / "shot_depth.npy"), resolution=64)
+    bpy.ops.genpercept.export_height_map("EXEC_DEFAULT", filepath=str(tmp_path / "heights"), format=form)
+    os.environ.setdefault("OPENCV_IO_ENABLE_OPENEXR", "1")
+    import cv2
+
+    written = next(tmp_path.glob("heights.*"))
+    pixels = cv2.imread(str(written), cv2.IMREAD_UNCHANGED)
+    pixels = pixels if pixels.ndim == 2 else pixels[..., 0]
+    assert pixels.shape == (48, 64)
+    assert pixels.dtype == (np.uint16 if form == "PNG16" else np.float32)
+    top = 65535 if form == "PNG16" else 1.0
+    assert np.all(pixels[:, :32] == top) and np.all(pixels[:, 32:] == 0)  # near = white
+
+
+def test_relief_controls_change_the_heights(scene, tmp_path):
+    rng = np.random.default_rng(0)
+    y, x = np.mgrid[0:60, 0:80] / 80.0
+    depth = (0.5 + 0.4 * x + 0.02 * rng.standard_normal((60, 80))).astype(np.float32)
+    np.save(tmp_path / "scene_depth.npy", depth)
+    normals = np.zeros((60, 80, 3), np.float32)
+    normals[..., 0] = 0.3 * np.sin(x * 80)
+    normals[..., 2] = 1.0
+    np.save(tmp_path / "scene_normal.npy", normals / np.linalg.norm(normals, axis=-1, keepdims=True))
+    export = addon_module("export")
+
+    def heights(**controls):
+        build(filepath=str(tmp_path / "scene.png"), resolution=80, edge_angle=90.0, **controls)
+        return export.relief_heights_of(bpy.context.active_object)
+
+    plain = heights()
+    assert plain.min() == 0.0 and plain.max() == 1.0
+    assert heights(compression="GAMMA", compression_strength=1.0).mean() < plain.mean() - 0.1
+    assert heights(compression="LOG", compression_strength=1.0).mean() > plain.mean() + 0.1
+    assert np.isfinite(heights(compression="GRADIENT", compression_strength=2.0)).all()
+    assert np.abs(np.diff(heights(smoothing=2.0), axis=1)).mean() < 0.5 * np.abs(np.diff(plain, axis=1)).mean()
+    detailed = heights(detail=2.0)
+    assert np.corrcoef((detailed - plain)[5:-5, 5:-5].ravel(), np.cos(x * 80)[5:-5, 5:-5].ravel())[0, 1] > 0.3 or \
+        np.abs(detailed - plain).max() > 0.01
+
+
+def test_settings_are_operator_properties_for_the_redo_panel(addon):
+    operator = bpy.types.GENPERCEPT_OT_build_relief
+    assert {"REGISTER", "UNDO"} <= set(operator.bl_options)
+    names = set(bpy.ops.genpercept.build_relief.get_rna_type().properties.keys())
+    assert {"resolution", "width_mm", "height_mm", "base_mm", "solid", "compression", "smoothing", "detail",
+            "matte_mode", "fov", "near", "far"} <= names
+    assert not hasattr(bpy.types.Scene, "genpercept")  # nothing kept on the scene
+
+
+def test_file_import_and_add_mesh_entries(addon):
+    ui = addon_module("ui")
+    for menu, entry in ui.MENUS:
+        assert entry in getattr(bpy.types, menu)._dyn_ui_initialize()
+
+
+def test_displace_an_existing_mesh(scene, step_maps):
+    folder, _, _ = step_maps
+    bpy.ops.mesh.primitive_grid_add(x_subdivisions=63, y_subdivisions=47, size=2.0, calc_uvs=True)
+    plane = bpy.context.active_object
+    assert bpy.ops.genpercept.displace_mesh("EXEC_DEFAULT", source="FILES", depth_file=str(folder / "shot_depth.npy"),
+                                            resolution=64, height_mm=250.0) == {"FINISHED"}
+    co, _, _ = evaluated_vertices(plane)
+    assert np.ptp(co[:, 2]) == pytest.approx(0.25, abs=1e-3)
+    assert plane.modifiers["GenPercept Displace"].type == "DISPLACE"
+    plane.data.uv_layers.remove(plane.data.uv_layers[0])
+    with pytest.raises(RuntimeError, match="no UV map"):
+        bpy.ops.genpercept.displace_mesh("EXEC_DEFAULT", source="FILES", depth_file=str(folder / "shot_depth.npy"))
+
+
 @pytest.mark.parametrize("external", [False, True])
-def test_predicts_from_a_photo_with_the_embedded_model(scene, addon, external, tmp_path, monkeypatch):
-    scene.source, scene.photo, scene.matte_mode, scene.resolution = "PHOTO", str(REPO / "examples" / "photo.jpg"), "ALPHA", 96
+def test_predicts_from_a_photo_with_the_embedded_model(scene, addon, external, tmp_path):
+    photo = tmp_path / "coffee.jpg"
+    photo.write_bytes((REPO / "examples" / "photo.jpg").read_bytes())
     if external:
         addon.python_path = sys.executable  # a Python with the bundle installed, run as a subprocess
-    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # where the external predictor's folder is made
-    assert bpy.ops.genpercept.build_relief("EXEC_DEFAULT") == {"FINISHED"}
+    assert build(source="PHOTO", filepath=str(photo), resolution=96) == {"FINISHED"}
     co, faces, _ = evaluated_vertices(bpy.context.active_object)
-    assert len(co) == 96 * 64 and faces > 0 and np.ptp(co[:, 2]) > 0.01
-    assert not list(tmp_path.glob("genpercept_*"))  # the predictor's temporary folder is gone
+    assert len(co) == 96 * 64 and faces > 0 and np.ptp(co[:, 2]) > 0.001
+    folder = addon_module("kept_maps").folder_for(str(photo))
+    kept = sorted(p.name for p in folder.iterdir())
+    assert "coffee_depth.exr" in kept and "coffee_normal.exr" in kept  # kept at full resolution
+    assert addon_module("maps").load_map(str(folder / "coffee_depth.exr"), "depth").shape == (400, 600)
+
+
+def test_kept_maps_are_reused_until_the_photo_changes(scene, addon, tmp_path, monkeypatch):
+    photo = tmp_path / "cup.jpg"
+    photo.write_bytes((REPO / "examples" / "photo.jpg").read_bytes())
+    assert build(source="PHOTO", filepath=str(photo), resolution=64) == {"FINISHED"}
+    maps, kept_maps = addon_module("maps"), addon_module("kept_maps")
+
+    def no_prediction(*args, **kwargs):
+        raise maps.MapError("predicted again")
+
+    monkeypatch.setattr(maps, "predict_in_process", no_prediction)
+    for resolution in (32, 80):  # rebuilding (Adjust Last Operation) predicts nothing
+        assert build(source="PHOTO", filepath=str(photo), resolution=resolution, compression="LOG") == {"FINISHED"}
+    kept_maps.clear_memory()  # a new session: the kept files are read
+    assert build(source="PHOTO", filepath=str(photo), resolution=48) == {"FINISHED"}
+    os.utime(photo, ns=(photo.stat().st_atime_ns, photo.stat().st_mtime_ns + 10**9))  # the photo changed
+    with pytest.raises(RuntimeError, match="predicted again"):
+        build(source="PHOTO", filepath=str(photo), resolution=48)
+
+
+def test_prediction_job_reports_progress_and_stops_on_cancel(addon, tmp_path):
+    import threading
+    import time
+
+    prediction = addon_module("prediction")
+    job = prediction.PredictionJob(str(REPO / "examples" / "photo.jpg"), ["depth", "normal"], tmp_path / "kept")
+    while job.progress == 0.0 and not job.done():  # cancel once the networks run
+        time.sleep(0.01)
+    job.cancel(wait=10.0)
+    assert job.done() and job.stopped_at is not None
+    with pytest.raises(addon_module("maps").MapError, match="cancelled"):
+        job.wait()
+    assert isinstance(job.cancelled, threading.Event)
+    finished = prediction.PredictionJob(str(REPO / "examples" / "photo.jpg"), ["depth"], tmp_path / "kept2")
+    progress = []
+    while not finished.done():
+        progress.append(finished.progress)
+        time.sleep(0.005)
+    assert finished.wait()["depth"].shape == (400, 600)
+    assert progress == sorted(progress) and 0.0 <= progress[0] < 1.0
 
 
 @pytest.mark.parametrize("family", ["marigold", "dpt"])
@@ -174,20 +463,17 @@ def test_predicts_with_a_model_of_another_family(scene, addon, family, tmp_path)
 
     folder = (write_random_pipeline(tmp_path / "marigold-depth-v1-1", "marigold", "depth") if family == "marigold"
               else write_random_dpt_checkpoint(tmp_path / "genpercept-disparity-dpt-head"))
-    scene.source, scene.photo, scene.matte_mode, scene.resolution = "PHOTO", str(REPO / "examples" / "photo.jpg"), "NONE", 96
     addon.model_folder = str(folder)
     try:
-        assert bpy.ops.genpercept.build_relief("EXEC_DEFAULT") == {"FINISHED"}
+        assert build(source="PHOTO", filepath=str(REPO / "examples" / "photo.jpg"), resolution=96) == {"FINISHED"}
     finally:
         addon.model_folder = ""
     co, faces, _ = evaluated_vertices(bpy.context.active_object)
-    assert len(co) == 96 * 64 and faces > 0 and np.ptp(co[:, 2]) > 0.001
+    assert len(co) == 96 * 64 and faces > 0 and np.ptp(co[:, 2]) > 0.0001
 
 
 def test_a_photo_named_like_an_option_reaches_the_predictor_as_a_photo(addon, tmp_path):
-    from bl_ext.user_default.genpercept_relief import maps
-
-    command = maps.predictor_command("python", "-rf.jpg", ["depth"], str(tmp_path))
+    command = addon_module("maps").predictor_command("python", "-rf.jpg", ["depth"], str(tmp_path))
     assert command[-2:] == ["--", "-rf.jpg"]
 
 
@@ -198,28 +484,32 @@ def test_a_photo_named_like_an_option_reaches_the_predictor_as_a_photo(addon, tm
     ("missing_depth", "map file not found"),
     ("size_mismatch", "use maps of the same photo"),
     ("one_pixel_depth", "1x1 pixels; a relief needs at least 8x8"),
+    ("near_beyond_far", "far .* must be farther than near"),
 ])
 def test_errors_are_reported_not_raised_as_tracebacks(scene, step_maps, case, message):
     folder, _, _ = step_maps
+    properties = {"depth_file": str(folder / "shot_depth.npy")}
     if case == "no_photo":
-        scene.source = "PHOTO"
+        properties = {"source": "PHOTO"}
     elif case == "corrupt_photo":
         (folder / "broken.jpg").write_bytes(b"\xff\xd8\xff not a jpeg")
-        scene.source, scene.photo = "PHOTO", str(folder / "broken.jpg")
+        properties = {"source": "PHOTO", "filepath": str(folder / "broken.jpg")}
     elif case == "one_pixel_depth":
         np.save(folder / "tiny_depth.npy", np.zeros((1, 1), np.float32))
-        scene.depth_file = str(folder / "tiny_depth.npy")
+        properties = {"depth_file": str(folder / "tiny_depth.npy")}
     elif case == "corrupt_depth":
         (folder / "bad_depth.png").write_bytes(b"\x89PNG\r\n\x1a\n garbage")
-        scene.depth_file = str(folder / "bad_depth.png")
+        properties = {"depth_file": str(folder / "bad_depth.png")}
     elif case == "missing_depth":
-        scene.depth_file = str(folder / "nope.exr")
-    else:
+        properties = {"depth_file": str(folder / "nope.exr")}
+    elif case == "size_mismatch":
         np.save(folder / "small_normal.npy", np.zeros((10, 10, 3), np.float32) + [0, 0, 1])
-        scene.depth_file, scene.normal_file = str(folder / "shot_depth.npy"), str(folder / "small_normal.npy")
+        properties["normal_file"] = str(folder / "small_normal.npy")
+    else:
+        properties.update(projection="PERSPECTIVE", near_far_from_photo=False, near=5.0, far=2.0)
     with pytest.raises(RuntimeError, match=message):  # Blender turns an operator's ERROR report into this
-        bpy.ops.genpercept.build_relief("EXEC_DEFAULT")
-    assert not [o for o in bpy.data.objects if o.type == "MESH"]  # nothing half-built
+        build(**properties)
+    assert not mesh_objects()  # nothing half-built
 
 
 def test_check_setup_reports_a_bad_python(addon, tmp_path):
@@ -228,12 +518,12 @@ def test_check_setup_reports_a_bad_python(addon, tmp_path):
         bpy.ops.genpercept.check_setup("EXEC_DEFAULT")
     addon.python_path = sys.executable
     assert bpy.ops.genpercept.check_setup("EXEC_DEFAULT") == {"FINISHED"}
+    addon.python_path = ""
 
 
 def test_render_preview(scene, step_maps, tmp_path):
     folder, _, _ = step_maps
-    scene.depth_file, scene.projection, scene.resolution = str(folder / "shot_depth.npy"), "PERSPECTIVE", 64
-    bpy.ops.genpercept.build_relief("EXEC_DEFAULT")
+    build(depth_file=str(folder / "shot_depth.npy"), projection="PERSPECTIVE", resolution=64)
     render = bpy.context.scene.render
     render.engine = "CYCLES"
     bpy.context.scene.cycles.device, bpy.context.scene.cycles.samples = "CPU", 4
