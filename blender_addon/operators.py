@@ -41,6 +41,13 @@ def model_settings(context) -> tuple[str, str, str]:
     return path("model_folder"), path("python_path"), path("dmp_base")
 
 
+def comfyui_server(context) -> tuple[str, str]:
+    """(ComfyUI address, the model there) from the preferences; ('', '') = predict on this computer."""
+    prefs = preferences(context)
+    url = (getattr(prefs, "comfyui_url", "") or "").strip() if prefs else ""
+    return (url, getattr(prefs, "comfyui_model", "") or "") if url else ("", "")
+
+
 def millimetres(context, value_mm: float) -> float:
     """A length in millimetres as scene units."""
     units = context.scene.unit_settings
@@ -84,6 +91,9 @@ class MapSource:
 
     def kept_folder(self, context):
         model, _, base = model_settings(context)
+        server, server_model = comfyui_server(context)
+        if server:  # maps of a ComfyUI server's model are kept apart from this computer's
+            model, base = f"ComfyUI {server} {server_model}", ""
         return kept_maps.folder_for(self.photo(), model, base)
 
     def relief_name(self) -> str:
@@ -104,7 +114,8 @@ class MapSource:
         if "depth" not in found or len(found) < len(wanted):
             model, python, base = model_settings(context)
             missing = [task for task in wanted if task not in found]
-            found.update(PredictionJob(self.photo(), missing, folder, model, python, base).wait())
+            found.update(PredictionJob(self.photo(), missing, folder, model, python, base,
+                                       comfyui_server(context)).wait())
         return found
 
     def _read_files(self) -> dict:
@@ -257,7 +268,7 @@ class GENPERCEPT_OT_build_relief(MapSource, ReliefShape, bpy.types.Operator):
         model, python, base = model_settings(context)
         folder = self.kept_folder(context)
         missing = [t for t in self.wanted_tasks() if t not in kept_maps.kept(folder, self.photo(), self.wanted_tasks())]
-        self._job = PredictionJob(self.photo(), missing, folder, model, python, base)
+        self._job = PredictionJob(self.photo(), missing, folder, model, python, base, comfyui_server(context))
         wm = context.window_manager
         self._timer = wm.event_timer_add(0.1, window=context.window)
         wm.modal_handler_add(self)
@@ -528,6 +539,9 @@ class GENPERCEPT_OT_check_setup(bpy.types.Operator):
 
     def execute(self, context):
         folder, python, _ = model_settings(context)
+        server, server_model = comfyui_server(context)
+        if server:
+            return self._check_server(server, server_model)
         problems = []
         if folder and not is_model_folder(folder):
             problems.append(f"{folder} is no model folder of a supported family (GenPercept's unet_<task>_v2/ + vae/, "
@@ -541,6 +555,22 @@ class GENPERCEPT_OT_check_setup(bpy.types.Operator):
             self.report({"ERROR"}, "; ".join(problems))
             return {"CANCELLED"}
         self.report({"INFO"}, verdict)
+        return {"FINISHED"}
+
+
+    def _check_server(self, server, model):
+        from genpercept_bundle.comfyui_bridge import ComfyUIBridge
+        from genpercept_bundle.errors import GenPerceptError
+
+        try:
+            models = ComfyUIBridge(server).check()
+        except GenPerceptError as error:
+            self.report({"ERROR"}, str(error))
+            return {"CANCELLED"}
+        if model not in models:
+            self.report({"ERROR"}, f"ComfyUI at {server} has no GenPercept model {model!r}; it has: {', '.join(models)}")
+            return {"CANCELLED"}
+        self.report({"INFO"}, f"OK: predictions run on ComfyUI at {server} with {model}")
         return {"FINISHED"}
 
 

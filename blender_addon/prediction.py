@@ -1,10 +1,13 @@
-"""A prediction running beside Blender's UI: a thread in-process, or the user's external Python as a process.
+"""A prediction running beside Blender's UI: a thread in-process, the user's external Python as a process, or a
+ComfyUI server through its HTTP API (core's comfyui_bridge).
 
 Either way its maps are kept (kept_maps) as soon as they exist, from the job's own thread, so Blender's main
 thread only polls ``done`` and ``progress`` and builds the relief afterwards.
 """
 
+import json
 import math
+import tempfile
 import threading
 import time
 
@@ -19,23 +22,31 @@ class PredictionJob:
     """Predicts the ``tasks`` of ``photo`` the kept maps in ``folder`` lack (``wanted``: relief names, depth /
     normal / matte), keeping what it predicts there."""
 
-    def __init__(self, photo, wanted, folder, model="", python="", base=""):
+    def __init__(self, photo, wanted, folder, model="", python="", base="", comfyui=("", "")):
         self.photo, self.folder, self.model, self.base = photo, folder, model, base
-        self.tasks = maps.model_tasks(model, wanted, base)  # a disparity-only model answers depth with disparity
+        self.server = None
+        if comfyui[0]:  # predicted on a ComfyUI server: its nodes answer depth with disparity where needed
+            from genpercept_bundle.comfyui_bridge import ComfyUIBridge
+
+            self.server, self.server_model, self.tasks = ComfyUIBridge(comfyui[0]), comfyui[1], list(wanted)
+        else:
+            self.tasks = maps.model_tasks(model, wanted, base)  # a disparity-only model answers depth with disparity
         self.result, self.error, self.process = None, None, None
         self.cancelled = threading.Event()
         self.started = time.perf_counter()
         self._blocks = [0] * len(self.tasks)  # network blocks run, per task
         self._task = 0
         self.stopped_at = None
-        if python or not maps.bundle_in_process():
+        if not self.server and (python or not maps.bundle_in_process()):
             self.process = maps.start_external(python, photo, self.tasks, str(folder), model, base)
         self.thread = threading.Thread(target=self._run, daemon=True)
         self.thread.start()
 
     def _run(self):
         try:
-            if self.process:
+            if self.server:
+                predicted, provenance = self._predict_on_server()
+            elif self.process:
                 predicted = maps.finish_external(self.process, str(self.folder), self.photo, self.tasks)
                 provenance = {}
             else:
@@ -49,9 +60,18 @@ class PredictionJob:
             kept_maps.keep(self.folder, self.photo, unsaved, provenance)
             self.result = kept_maps.kept(self.folder, self.photo, predicted)
         except Exception as error:  # reported in Blender's UI by the operator
-            self.error = error
+            self.error = maps.Cancelled() if self.cancelled.is_set() else error
         finally:
             self.stopped_at = time.perf_counter()
+
+    def _predict_on_server(self) -> tuple[dict, dict]:
+        """The maps ComfyUI predicted, and their provenance per task (its sidecars)."""
+        with tempfile.TemporaryDirectory() as scratch:
+            files = self.server.predict_maps(self.photo, scratch, self.tasks, self.server_model,
+                                             cancelled=self.cancelled.is_set)
+            provenance = {task: json.loads(path.with_suffix(".json").read_text()) for task, path in files.items()}
+            predicted = maps.relief_maps({task: maps.load_map(str(path), task) for task, path in files.items()})
+        return predicted, {"depth" if task == "disparity" else task: meta for task, meta in provenance.items()}
 
     def _key(self):
         return (self.model, self.base, tuple(self.tasks))
@@ -63,7 +83,7 @@ class PredictionJob:
     @property
     def progress(self) -> float:
         """0 .. 1: tasks done, and blocks of the running task (external runs: by elapsed time, never reaching 1)."""
-        if self.process:
+        if self.process or self.server:
             return 1.0 - math.exp(-(time.perf_counter() - self.started) / 30.0)
         expected, running = _BLOCKS_PER_TASK.get(self._key()), self._blocks[self._task]
         within = min(running / expected, 0.99) if expected else 1.0 - math.exp(-running / 40.0)

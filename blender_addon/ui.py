@@ -3,6 +3,8 @@
 import bpy
 from bpy.props import StringProperty
 
+from genpercept_bundle.comfyui_bridge import EMBEDDED
+
 from . import kept_maps
 from .operators import OPERATORS, GENPERCEPT_OT_build_relief
 
@@ -21,11 +23,22 @@ class GENPERCEPT_AP_preferences(bpy.types.AddonPreferences):
     python_path: StringProperty(
         name="External Python", subtype="FILE_PATH",
         description="A Python with the GenPercept bundle installed; used when the bundle cannot run inside Blender")
+    comfyui_url: StringProperty(
+        name="ComfyUI server",
+        description="Predict on a running ComfyUI with this pack (its GPU and models) through its HTTP API, e.g. "
+                    "http://127.0.0.1:8188; empty = predict on this computer")
+    comfyui_model: StringProperty(
+        name="ComfyUI model", default=EMBEDDED,
+        description="The model as ComfyUI's GenPercept Model Loader lists it (a folder in its models/genpercept)")
 
     def draw(self, context):
         self.layout.prop(self, "model_folder")
         self.layout.prop(self, "dmp_base")
         self.layout.prop(self, "python_path")
+        self.layout.prop(self, "comfyui_url")
+        row = self.layout.row()
+        row.enabled = bool(self.comfyui_url)
+        row.prop(self, "comfyui_model")
         self.layout.operator("genpercept.check_setup", icon="CHECKMARK")
 
 

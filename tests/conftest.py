@@ -1,4 +1,11 @@
 import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -7,6 +14,10 @@ import torch
 from PIL import Image
 
 from genpercept_bundle.models.architectures import write_random_checkpoint
+
+REPO = Path(__file__).resolve().parents[1]
+COMFYUI = os.environ.get("GENPERCEPT_COMFYUI_DIR")
+COMFYUI_PYTHON = os.environ.get("GENPERCEPT_COMFYUI_PYTHON", sys.executable)
 
 
 @pytest.fixture(scope="session")
@@ -50,3 +61,54 @@ def write_tiny_text_encoder(folder: Path, hidden_size=32, seed=0) -> Path:
                             bos_token_id=0, eos_token_id=1, pad_token_id=2)
     CLIPTextModel(config).save_pretrained(folder / "text_encoder")
     return folder
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def comfyui_server(tmp_path_factory):
+    """A real ComfyUI server on 127.0.0.1 with this repository as a node pack and a tiny Marigold model, for the
+    end-to-end tests; skipped unless GENPERCEPT_COMFYUI_DIR names a ComfyUI checkout (GENPERCEPT_COMFYUI_PYTHON: a
+    Python with its requirements)."""
+    if not COMFYUI:
+        pytest.skip("set GENPERCEPT_COMFYUI_DIR to a ComfyUI checkout to run")
+    base = tmp_path_factory.mktemp("comfyui")
+    for folder in ("custom_nodes", "input", "output", "user"):
+        (base / folder).mkdir()
+    (base / "custom_nodes" / "genpercept-bundle").symlink_to(REPO)
+    shutil.copy(REPO / "examples" / "photo.jpg", base / "input" / "genpercept_example.jpg")
+    from genpercept_bundle.models.architectures import write_random_pipeline
+
+    # a Marigold depth model in its released layout (tiny, random), for the workflow of another family
+    write_random_pipeline(base / "models" / "genpercept" / "marigold-depth-v1-1", "marigold", "depth")
+    config = base / "extra_model_paths.yaml"
+    config.write_text(f"genpercept_e2e:\n  base_path: {base}\n  custom_nodes: custom_nodes/\n"
+                      "  genpercept: models/genpercept/\n")
+    port = free_port()
+    log = open(base / "server.log", "w")
+    process = subprocess.Popen(
+        [COMFYUI_PYTHON, "main.py", "--cpu", "--listen", "127.0.0.1", "--port", str(port), "--disable-auto-launch",
+         "--input-directory", str(base / "input"), "--output-directory", str(base / "output"),
+         "--user-directory", str(base / "user"), "--extra-model-paths-config", str(config)],
+        cwd=COMFYUI, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(240):
+            try:
+                urllib.request.urlopen(f"{url}/system_stats", timeout=30)
+                break
+            except OSError:
+                if process.poll() is not None:
+                    pytest.fail(f"ComfyUI exited: {(base / 'server.log').read_text()[-3000:]}")
+                time.sleep(0.5)
+        else:
+            pytest.fail("ComfyUI did not start within 120 s")
+        yield url, base
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+        log.close()

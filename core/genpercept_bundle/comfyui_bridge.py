@@ -87,7 +87,7 @@ class ComfyUIBridge:
                 on_progress(len(entry.get("outputs", {})), len(workflow))
             if cancelled is not None and cancelled():
                 self._request("/interrupt", b"{}", {"Content-Type": "application/json"})
-                raise KeyboardInterrupt
+                raise InterruptedError("the prediction on ComfyUI was cancelled")
             time.sleep(POLL_SECONDS)
         raise GenPerceptError(f"ComfyUI did not finish the GenPercept workflow within {limit:.0f} s")
 
@@ -100,7 +100,8 @@ class ComfyUIBridge:
     def predict_maps(self, photo: Path, out: Path, tasks=DEFAULT_TASKS, model: str = EMBEDDED,
                      processing_resolution: int = -1, on_progress=None, cancelled=None) -> dict[str, Path]:
         """Predict ``tasks`` of ``photo`` with ``model`` (a loader choice of the server) and write the maps into
-        ``out`` as <stem>_<task>.exr with their sidecars; returns task -> map file."""
+        ``out`` as <stem>_<task>.exr with their sidecars; returns task -> map file (a disparity-only model's depth
+        comes back as its disparity)."""
         photo, out = Path(photo), Path(out)
         tasks = [get_task(task).name for task in tasks]
         unknown = [task for task in tasks if task not in NODES]
@@ -118,11 +119,12 @@ class ComfyUIBridge:
         for task in tasks:
             entry = outputs[f"save_{task}"]["genpercept_maps"][0]
             meta = json.loads(self.fetch({**entry, "filename": entry["filename"].rsplit(".", 1)[0] + ".json"}))
-            written[task] = out / f"{photo.stem}_{task}.exr"
-            with atomic_path(written[task]) as temporary:
+            served = meta["task"]  # a disparity-only model answers the depth node with disparity
+            written[served] = out / f"{photo.stem}_{served}.exr"
+            with atomic_path(written[served]) as temporary:
                 Path(temporary).write_bytes(self.fetch(entry))
-            meta.update(source=str(photo), files=[written[task].name], predicted_by=f"ComfyUI at {self.url}")
-            write_json(out / f"{photo.stem}_{task}.json", meta)  # the sidecar last: the maps are complete
+            meta.update(source=str(photo), files=[written[served].name], predicted_by=f"ComfyUI at {self.url}")
+            write_json(out / f"{photo.stem}_{served}.json", meta)  # the sidecar last: the maps are complete
         return written
 
 

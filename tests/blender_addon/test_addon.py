@@ -1,6 +1,7 @@
 """The Blender add-on in real Blender (bpy as a module, headless): installed from its zip like a user does."""
 
 import glob
+import json
 import math
 import os
 import subprocess
@@ -10,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 os.environ.setdefault("BLENDER_USER_RESOURCES", tempfile.mkdtemp(prefix="genpercept_blender_user_"))
 bpy = pytest.importorskip("bpy")
@@ -537,3 +539,25 @@ def test_render_preview(scene, step_maps, tmp_path):
 
     image = np.asarray(Image.open(tmp_path / "preview.png").convert("L"), dtype=np.float32)
     assert image.shape == (48, 64) and image.std() > 1.0
+
+
+def test_predicts_on_a_comfyui_server_when_one_is_set(scene, addon, comfyui_server, tmp_path):
+    """The Blender <-> ComfyUI bridge against a real ComfyUI on 127.0.0.1 (skipped unless one is configured, see
+    tests/conftest.py): the photo goes to the server, its maps come back kept, the relief is built from them."""
+    url, _ = comfyui_server
+    photo = tmp_path / "remote.png"
+    Image.open(REPO / "examples" / "photo.jpg").save(photo)
+    addon.comfyui_url, addon.comfyui_model = url, "embedded small model (offline default)"
+    try:
+        assert bpy.ops.genpercept.check_setup() == {"FINISHED"}
+        assert build(source="PHOTO", filepath=str(photo), resolution=64) == {"FINISHED"}
+        co, faces, _ = evaluated_vertices(bpy.context.active_object)
+        assert faces > 0 and np.ptp(co[:, 2]) > 0.001
+        folder = addon_module("kept_maps").folder_for(str(photo), f"ComfyUI {url} {addon.comfyui_model}")
+        sidecar = json.loads((folder / "remote_depth.json").read_text())
+        assert sidecar["predicted_by"] == f"ComfyUI at {url}"
+        addon.comfyui_model = "not-there"
+        with pytest.raises(RuntimeError, match="no GenPercept model 'not-there'"):
+            bpy.ops.genpercept.check_setup()
+    finally:
+        addon.comfyui_url = ""

@@ -52,45 +52,13 @@ def _get(url):
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    base = tmp_path_factory.mktemp("comfyui")
-    for folder in ("custom_nodes", "input", "output", "user"):
-        (base / folder).mkdir()
-    (base / "custom_nodes" / "genpercept-bundle").symlink_to(REPO)
-    shutil.copy(REPO / "examples" / "photo.jpg", base / "input" / "genpercept_example.jpg")
-    panning_clip()[0].save(base / "input" / "genpercept_pan.webp", save_all=True, append_images=panning_clip()[1:],
-                           lossless=True, duration=40)
-    from genpercept_bundle.models.architectures import write_random_pipeline
-
-    # a Marigold depth model in its released layout (tiny, random), for the workflow of another family
-    write_random_pipeline(base / "models" / "genpercept" / "marigold-depth-v1-1", "marigold", "depth")
-    config = base / "extra_model_paths.yaml"
-    config.write_text(f"genpercept_e2e:\n  base_path: {base}\n  custom_nodes: custom_nodes/\n"
-                      "  genpercept: models/genpercept/\n")
-    port = _free_port()
-    log = open(base / "server.log", "w")
-    process = subprocess.Popen(
-        [PYTHON, "main.py", "--cpu", "--listen", "127.0.0.1", "--port", str(port), "--disable-auto-launch",
-         "--input-directory", str(base / "input"), "--output-directory", str(base / "output"),
-         "--user-directory", str(base / "user"), "--extra-model-paths-config", str(config)],
-        cwd=COMFYUI, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(240):
-            try:
-                _get(f"{url}/system_stats")
-                break
-            except OSError:
-                if process.poll() is not None:
-                    pytest.fail(f"ComfyUI exited: {(base / 'server.log').read_text()[-3000:]}")
-                time.sleep(0.5)
-        else:
-            pytest.fail("ComfyUI did not start within 120 s")
-        yield url, base
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
-        log.close()
+def server(comfyui_server):
+    """The session's ComfyUI (tests/conftest.py) with this module's clip in its input folder."""
+    url, base = comfyui_server
+    frames = panning_clip()
+    frames[0].save(base / "input" / "genpercept_pan.webp", save_all=True, append_images=frames[1:], lossless=True,
+                   duration=40)
+    return url, base
 
 
 def _run(url, workflow, timeout=600):
