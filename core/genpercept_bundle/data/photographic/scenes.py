@@ -1,0 +1,175 @@
+"""A photographic scene from its seed: layout -> Blender scene -> Cycles renders -> composite -> camera.
+
+``render_scene(seed, assets, size)`` returns the same frame dict as the numpy renderer (synthetic.render): uint8
+"rgb", "depth" in metres (0 = sky / far), camera-space "normal", the subject's "alpha" (0 everywhere without a
+subject) and the pinhole "intrinsics" (+ "k1" with lens distortion).
+"""
+
+import os
+import shutil
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+
+from ...errors import GenPerceptError
+from .assets import AssetLibrary
+from .camera_effects import develop, distort_maps
+from .composites import Layer, composite, without_subject
+from .layouts import SceneLayout, camera_basis, random_layout
+from .lighting import build_lamps, build_world
+from .materials import build_material
+from .models import clear_model_cache, import_model
+from .render_passes import configure_cycles, render_geometry, render_photo
+from .subjects import build_subject
+
+DEFAULT_SAMPLES = 32
+DEFAULT_ASSETS = Path(os.environ.get("GENPERCEPT_ASSETS", Path.home() / ".cache" / "genpercept" / "photographic-assets"))
+_libraries: dict[tuple, AssetLibrary] = {}  # per worker process: (assets folder, test pool) -> catalogue
+
+
+def prepare_dataset_options(root: Path, options: dict, workers: int) -> dict:
+    """Check that Blender and the assets are there (one clear message, before any worker starts) and fill in the
+    defaults of ``generate_dataset(renderer="cycles")``'s options; the assets' attribution list goes to ``root``."""
+    try:
+        import bpy  # noqa: F401
+    except ImportError as error:
+        raise GenPerceptError("--renderer cycles needs Blender as a Python module: pip install bpy==5.0.1 "
+                              "(Python 3.11)") from error
+    assets = Path(options.get("assets") or DEFAULT_ASSETS)
+    AssetLibrary.load(assets, test_pool=False)  # raises with the fetch command if the catalogue is missing
+    Path(root).mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(assets / "ATTRIBUTION.md", Path(root) / "ATTRIBUTION.md")
+    threads = options.get("threads") or max(1, (os.cpu_count() or 1) // max(workers, 1))
+    return {"assets": assets, "samples": int(options.get("samples") or DEFAULT_SAMPLES), "threads": threads}
+
+
+def render_dataset_scene(seed: int, split: str, size, assets: Path, samples: int, threads: int) -> dict:
+    """Scene ``seed`` of ``split``: test splits draw from the held-out assets (backgrounds never seen in training)."""
+    key = (str(assets), split != "train")
+    if key not in _libraries:
+        _libraries[key] = AssetLibrary.load(Path(assets), test_pool=key[1])
+    with blender_output_silenced():
+        return render_scene(seed, _libraries[key], size, samples, threads)
+
+
+@contextmanager
+def blender_output_silenced():
+    """Blender's C code prints every render, import and missing texture of the catalogue's OBJ files to stdout and
+    stderr: send them to /dev/null meanwhile (Python exceptions still propagate)."""
+    import sys
+
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = [os.dup(1), os.dup(2)]
+    with open(os.devnull, "w") as null:
+        os.dup2(null.fileno(), 1)
+        os.dup2(null.fileno(), 2)
+        try:
+            yield
+        finally:
+            for fd, copy in zip((1, 2), saved):
+                os.dup2(copy, fd)
+                os.close(copy)
+
+
+def render_scene(seed: int, assets, size=(256, 192), samples: int = DEFAULT_SAMPLES, threads: int = 0,
+                 effects: bool = True) -> dict:
+    layout = random_layout(seed, assets, size)
+    return render_layout(layout, assets.root, size, samples, threads, effects)
+
+
+def render_layout(layout: SceneLayout, assets_root, size, samples: int = DEFAULT_SAMPLES, threads: int = 0,
+                  effects: bool = True) -> dict:
+    # 1. the background: layout's surfaces, models, lamps and world
+    new_blender_scene()
+    configure_cycles(size, samples, threads)
+    intrinsics = build_camera(layout.camera, size)
+    world_to_camera = camera_basis(layout.camera)
+    build_world(layout.world, assets_root)
+    build_lamps(layout.lamps)
+    background_objects = build_background(layout, assets_root)
+    background = Layer(render_photo(), *render_geometry(world_to_camera, intrinsics))
+    # 2. the subject alone, lit by the same world with the background hidden from the camera only
+    focus = None
+    if layout.subject is not None:
+        build_subject(layout.subject, assets_root)
+        for obj in background_objects:
+            obj.visible_camera = False
+        subject = Layer(render_photo(transparent=True), *render_geometry(world_to_camera, intrinsics))
+        frame = composite(subject, background)
+        if (subject.depth > 0).any():
+            focus = float(np.median(subject.depth[subject.depth > 0]))
+    else:
+        frame = without_subject(background)
+    # 3. the camera: lens distortion (photo and maps alike), then image-only effects on the photo
+    if effects and "k1" in layout.effects:
+        frame.update(distort_maps({k: frame[k] for k in ("rgb", "alpha", "depth", "normal")}, layout.effects["k1"],
+                                  intrinsics))
+        intrinsics = {**intrinsics, "k1": layout.effects["k1"]}
+    if effects:
+        frame["rgb"] = develop(frame["rgb"], frame["depth"], layout.effects, focus)
+    else:
+        frame["rgb"] = develop(frame["rgb"], frame["depth"], NEUTRAL_EFFECTS, None)
+    frame["intrinsics"] = intrinsics
+    frame["layout"] = layout
+    return frame
+
+
+NEUTRAL_EFFECTS = {"exposure_ev": 0.0, "white_balance": [1, 1, 1], "vignetting": 0.0, "shot_noise": 0.0,
+                   "read_noise": 0.0, "tone": "filmic", "contrast": 1.0, "jpeg_quality": None, "seed": 0}
+
+
+def new_blender_scene():
+    import bpy
+
+    bpy.ops.wm.read_factory_settings(use_empty=True)
+    clear_model_cache()
+
+
+def build_camera(camera, size) -> dict:
+    """The scene camera (horizontal field of view ``camera.fov``) and its pinhole intrinsics in pixels."""
+    import bpy
+    from mathutils import Matrix
+
+    width, height = size
+    data = bpy.data.cameras.new("camera")
+    data.sensor_fit = "HORIZONTAL"
+    data.angle = np.radians(camera.fov)
+    data.clip_start, data.clip_end = 0.05, 1000.0
+    obj = bpy.data.objects.new("camera", data)
+    bpy.context.scene.collection.objects.link(obj)
+    bpy.context.scene.camera = obj
+    matrix = np.eye(4)
+    matrix[:3, :3] = camera_basis(camera).T  # columns: the camera's axes in the world
+    matrix[:3, 3] = camera.location
+    obj.matrix_world = Matrix(matrix.tolist())
+    focal = width / 2 / np.tan(np.radians(camera.fov) / 2)
+    return {"fx": float(focal), "fy": float(focal), "cx": width / 2, "cy": height / 2}
+
+
+def build_background(layout: SceneLayout, assets_root) -> list:
+    import bmesh
+    import bpy
+
+    objects, materials = [], {}
+    for slab in layout.slabs:
+        mesh = bpy.data.meshes.new(slab.name)
+        geometry = bmesh.new()
+        bmesh.ops.create_cube(geometry, size=1.0)
+        bmesh.ops.scale(geometry, vec=slab.size, verts=geometry.verts)
+        geometry.to_mesh(mesh)
+        geometry.free()
+        normal_axis = int(np.argmin(slab.size)) if slab.name != "building" else 0
+        key = (id(slab.material), normal_axis)
+        if key not in materials:
+            materials[key] = build_material(slab.material, assets_root, slab.name, normal_axis)
+        mesh.materials.append(materials[key])
+        obj = bpy.data.objects.new(slab.name, mesh)
+        obj.location = slab.centre
+        obj.rotation_euler = (0.0, 0.0, slab.yaw)
+        bpy.context.scene.collection.objects.link(obj)
+        objects.append(obj)
+    for model in layout.models:
+        objects.append(import_model(assets_root, model.asset, model.location, model.yaw, model.size))
+    return objects
