@@ -227,14 +227,17 @@ def _hair_material(spec: dict):
 
 
 def _procedural_object(subject: dict, location, yaw):
-    """A wire sphere (thin structures), a glass vessel or a veil (semi-transparent) of ``subject['size']``."""
+    """A wire sphere (thin structures), a glass vessel or a veil (semi-transparent), or an opaque ball, of
+    ``subject['size']`` (metres), standing on ``location``."""
     import bmesh
     import bpy
 
     size, shape = subject["size"], subject["shape"]
     mesh = bpy.data.meshes.new(shape)
     geometry = bmesh.new()
-    if shape == "wire":
+    if shape == "ball":
+        bmesh.ops.create_uvsphere(geometry, u_segments=48, v_segments=24, radius=size / 2)
+    elif shape == "wire":
         bmesh.ops.create_icosphere(geometry, subdivisions=2, radius=size / 2)
     elif shape == "glass":
         bmesh.ops.create_cone(geometry, cap_ends=False, segments=32, radius1=size * 0.18, radius2=size * 0.28,
@@ -250,6 +253,8 @@ def _procedural_object(subject: dict, location, yaw):
             vertex.co.y += 0.05 * size * (np.sin(12 * x / size + phase[0]) + np.sin(9 * z / size + phase[1]))
     geometry.to_mesh(mesh)
     geometry.free()
+    if shape == "ball":
+        mesh.shade_smooth()
     obj = bpy.data.objects.new(shape, mesh)
     bpy.context.scene.collection.objects.link(obj)
     lift = size / 2 if shape != "glass" else 0.0
