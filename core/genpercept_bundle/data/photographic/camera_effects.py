@@ -28,7 +28,7 @@ def random_effects(rng: np.random.Generator, size, layout) -> dict:
     }
     if rng.random() < (0.6 if portrait else 0.25):
         # circle of confusion radius, pixels per dioptre away from focus; on the subject if there is one
-        effects["defocus"] = {"blur": float(rng.uniform(1.0, 6.0) * width / 256),
+        effects["defocus"] = {"blur": float(rng.uniform(0.5, 4.0) * width / 256),
                               "focus": None if layout.subject else float(rng.uniform(0.8, 6.0))}
     if rng.random() < 0.12:
         effects["motion_blur"] = {"length": float(rng.uniform(1.5, 7.0) * width / 256),

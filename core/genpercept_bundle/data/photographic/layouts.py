@@ -188,8 +188,9 @@ def street_layout(rng, assets, seed: int) -> SceneLayout:
     textures = assets.textures
     road, walk = rng.uniform(6.0, 12.0), rng.uniform(2.0, 4.5)
     length, start = 160.0, -20.0
-    asphalt = random_material(rng, textures, "ground", image_chance=0.15)
-    asphalt.update(kind="asphalt", colour=np.clip(rng.uniform(0.06, 0.2) * np.ones(3), 0, 1).round(4).tolist())
+    grey = rng.uniform(0.06, 0.2)
+    asphalt = {**random_material(rng, textures, "ground", image_chance=0.0), "kind": "asphalt",
+               "colour": [round(grey, 4)] * 3, "colour2": [round(grey * 0.6, 4)] * 3}
     pavement = random_material(rng, textures, "ground", image_chance=0.5)
     slabs = [Slab("road", (0, start + length / 2, -0.05), (road, length, 0.1), asphalt)]
     for sign in (-1, 1):
@@ -215,6 +216,7 @@ def street_layout(rng, assets, seed: int) -> SceneLayout:
     eye_x = rng.uniform(-road / 2 + 0.8, road / 2 - 0.8) if rng.random() < 0.7 else \
         rng.choice([-1, 1]) * (road / 2 + rng.uniform(0.5, walk - 0.3))
     eye = (eye_x, rng.uniform(-5, 5), rng.uniform(1.2, 2.2))
+    models = [m for m in models if np.hypot(m.location[0] - eye[0], m.location[1] - eye[1]) > max(m.size[:2]) / 2 + 1.5]
     heading = rng.normal(0, 0.35) + (np.pi if rng.random() < 0.15 else 0.0)
     distance = rng.uniform(10, 40)
     target = (eye[0] + np.sin(heading) * distance, eye[1] + np.cos(heading) * distance,

@@ -102,12 +102,15 @@ def place_subject(rng, layout):
 
 def build_subject(subject: dict, assets_root):
     """The subject's objects in the current Blender scene (a list of bpy objects)."""
+    import bpy
+
     from .models import import_model
 
     kind = subject["kind"]
     location, yaw = subject["location"], subject["yaw"]
     if subject.get("asset"):
         model = import_model(assets_root, subject["asset"], location, yaw, subject["asset"]["size"])
+        bpy.context.view_layer.update()  # the model's matrix_world, which hair and fur are grown from
         objects = [model]
         if kind == "person":
             objects.append(_head_hair(model, subject["hair"]))
@@ -143,15 +146,23 @@ def _head_hair(model, hair: dict):
     directions = rng.normal(size=(hair["count"] + hair["flyaways"], 3))
     directions[:, 2] = np.abs(directions[:, 2]) + 0.15  # the upper cap (and a fringe round the back and sides)
     directions /= np.linalg.norm(directions, axis=1, keepdims=True)
+    front = -np.array(model.matrix_world)[:3, 1]  # catalogue models face -Y
+    front /= np.linalg.norm(front)
+    face = directions @ front > 0.2
+    directions = directions[~face | (directions[:, 2] > 0.55)]  # no roots on the face, a fringe above it
+    face = directions @ front > 0.2
     roots = centre + directions * radii
     lengths = hair["length"] * rng.uniform(0.6, 1.2, len(roots))
+    lengths[face] = np.minimum(lengths[face], rng.uniform(0.03, 0.08, face.sum()))
     gravity = np.full(len(roots), hair["gravity"])
-    lengths[hair["count"]:] *= rng.uniform(1.1, 1.8, hair["flyaways"])  # flyaway strands: longer, wilder
-    gravity[hair["count"]:] *= 0.3
-    strands = _grow(rng, roots, directions, lengths, gravity, hair["curl"], segments=8,
-                    collider=(centre, radii * 1.03))
-    radius = np.full(len(roots), hair["radius"])
-    radius[hair["count"]:] *= 0.5
+    flyaways = np.arange(len(roots)) >= len(roots) - hair["flyaways"]  # the last roots: longer, wilder strands
+    lengths[flyaways] *= rng.uniform(1.1, 1.8, flyaways.sum())
+    gravity[flyaways] *= 0.3
+    lying = directions * 0.4 + np.array([0.0, 0.0, -0.3])  # hair leaves the scalp at a low angle, then falls
+    curl = np.where(flyaways, 0.8, hair["curl"])[:, None]
+    strands = _grow(rng, roots, lying / np.linalg.norm(lying, axis=1, keepdims=True), lengths, gravity, curl,
+                    segments=8, collider=(centre, radii * 1.03))
+    radius = np.where(flyaways, hair["radius"] * 0.5, hair["radius"])
     return _curves_object("hair", strands, radius, _hair_material(hair))
 
 
@@ -181,7 +192,7 @@ def _grow(rng, roots, directions, lengths, gravity, curl, segments: int, collide
     heading = directions.copy()
     step = (lengths / segments)[:, None]
     for _ in range(segments):
-        heading = heading + gravity[:, None] * np.array([0.0, 0.0, -0.35]) + curl * rng.normal(size=heading.shape) * 0.5
+        heading = heading + gravity[:, None] * np.array([0.0, 0.0, -0.8]) + curl * rng.normal(size=heading.shape) * 0.25
         heading /= np.linalg.norm(heading, axis=1, keepdims=True)
         point = points[-1] + heading * step
         if collider is not None:
