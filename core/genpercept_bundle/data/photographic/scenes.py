@@ -8,6 +8,7 @@ subject) and the pinhole "intrinsics" (+ "k1" with lens distortion).
 import os
 import shutil
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +17,7 @@ from ...errors import GenPerceptError
 from .assets import AssetLibrary
 from .camera_effects import develop, distort_maps
 from .composites import Layer, composite, without_subject
-from .layouts import SceneLayout, camera_basis, random_layout
+from .layouts import Camera, SceneLayout, camera_basis, random_layout
 from .lighting import build_lamps, build_world
 from .materials import build_material
 from .models import clear_model_cache, import_model
@@ -81,21 +82,45 @@ def render_scene(seed: int, assets, size=(256, 192), samples: int = DEFAULT_SAMP
 
 def render_layout(layout: SceneLayout, assets_root, size, samples: int = DEFAULT_SAMPLES, threads: int = 0,
                   effects: bool = True) -> dict:
-    # 1. the background: layout's surfaces, models, lamps and world
+    built = build_layout(layout, assets_root, size, samples, threads)
+    return render_view(layout, built, size, effects)
+
+
+@dataclass
+class BuiltScene:
+    """The Blender objects of a layout: the scene camera, the background's objects and the subject's."""
+    camera: object
+    background: list
+    subject: list
+
+
+def build_layout(layout: SceneLayout, assets_root, size, samples: int, threads: int) -> BuiltScene:
     new_blender_scene()
     configure_cycles(size, samples, threads)
-    intrinsics = build_camera(layout.camera, size)
-    world_to_camera = camera_basis(layout.camera)
+    camera = new_camera()
     build_world(layout.world, assets_root)
     build_lamps(layout.lamps)
-    background_objects = build_background(layout, assets_root)
+    background = build_background(layout, assets_root)
+    subject = build_subject(layout.subject, assets_root) if layout.subject is not None else []
+    return BuiltScene(camera, background, subject)
+
+
+def render_view(layout: SceneLayout, built: BuiltScene, size, effects: bool = True, camera: Camera | None = None,
+                frame_index: int = 0) -> dict:
+    """Render ``built`` from ``camera`` (default: the layout's): the background, then the subject alone and composited
+    over it, then the camera's effects (``frame_index`` varies the sensor noise of a sequence's frames)."""
+    camera = camera or layout.camera
+    intrinsics = place_camera(built.camera, camera, size)
+    world_to_camera = camera_basis(camera)
+    # 1. the background, the subject hidden
+    _show(built.background, visible_camera=True)
+    _show(built.subject, render=False)
     background = Layer(render_photo(), *render_geometry(world_to_camera, intrinsics))
     # 2. the subject alone, lit by the same world with the background hidden from the camera only
     focus = None
-    if layout.subject is not None:
-        build_subject(layout.subject, assets_root)
-        for obj in background_objects:
-            obj.visible_camera = False
+    if built.subject:
+        _show(built.subject, render=True)
+        _show(built.background, visible_camera=False)
         subject = Layer(render_photo(transparent=True), *render_geometry(world_to_camera, intrinsics))
         frame = composite(subject, background)
         if (subject.depth > 0).any():
@@ -107,13 +132,19 @@ def render_layout(layout: SceneLayout, assets_root, size, samples: int = DEFAULT
         frame.update(distort_maps({k: frame[k] for k in ("rgb", "alpha", "depth", "normal")}, layout.effects["k1"],
                                   intrinsics))
         intrinsics = {**intrinsics, "k1": layout.effects["k1"]}
-    if effects:
-        frame["rgb"] = develop(frame["rgb"], frame["depth"], layout.effects, focus)
-    else:
-        frame["rgb"] = develop(frame["rgb"], frame["depth"], NEUTRAL_EFFECTS, None)
+    settings = {**layout.effects, "seed": layout.effects["seed"] + frame_index} if effects else NEUTRAL_EFFECTS
+    frame["rgb"] = develop(frame["rgb"], frame["depth"], settings, focus)
     frame["intrinsics"] = intrinsics
     frame["layout"] = layout
     return frame
+
+
+def _show(objects: list, render: bool | None = None, visible_camera: bool | None = None):
+    for obj in objects:
+        if render is not None:
+            obj.hide_render = not render
+        if visible_camera is not None:
+            obj.visible_camera = visible_camera
 
 
 NEUTRAL_EFFECTS = {"exposure_ev": 0.0, "white_balance": [1, 1, 1], "vignetting": 0.0, "shot_noise": 0.0,
@@ -127,19 +158,25 @@ def new_blender_scene():
     clear_model_cache()
 
 
-def build_camera(camera, size) -> dict:
-    """The scene camera (horizontal field of view ``camera.fov``) and its pinhole intrinsics in pixels."""
+def new_camera():
     import bpy
-    from mathutils import Matrix
 
-    width, height = size
     data = bpy.data.cameras.new("camera")
     data.sensor_fit = "HORIZONTAL"
-    data.angle = np.radians(camera.fov)
     data.clip_start, data.clip_end = 0.05, 1000.0
     obj = bpy.data.objects.new("camera", data)
     bpy.context.scene.collection.objects.link(obj)
     bpy.context.scene.camera = obj
+    return obj
+
+
+def place_camera(obj, camera: Camera, size) -> dict:
+    """Put the camera object where ``camera`` says (horizontal field of view ``camera.fov``); its pinhole
+    intrinsics in pixels."""
+    from mathutils import Matrix
+
+    width, height = size
+    obj.data.angle = np.radians(camera.fov)
     matrix = np.eye(4)
     matrix[:3, :3] = camera_basis(camera).T  # columns: the camera's axes in the world
     matrix[:3, 3] = camera.location
