@@ -18,6 +18,9 @@ def add_commands(commands):
                            "~/.cache/genpercept/photographic-assets)")
     data.add_argument("--samples", type=int, default=None, help="--renderer cycles: path-tracing samples per pixel "
                                                                  "(default 32, denoised)")
+    data.add_argument("--sequence-frames", type=int, default=0,
+                      help="--renderer cycles: also render a moving-camera sequence of N frames (split 'sequence', "
+                           "held-out assets) for temporal flicker metrics")
     data.add_argument("--train", type=int, default=2400, help="training scenes")
     data.add_argument("--test", type=int, default=120, help="held-out test scenes")
     data.add_argument("--size", default="256x192", help="WIDTHxHEIGHT")
@@ -97,8 +100,17 @@ def run_make_data(args) -> int:
     from ..data.dataset import generate_dataset
 
     options = {"assets": args.assets, "samples": args.samples} if args.renderer == "cycles" else None
+    if args.sequence_frames and args.renderer != "cycles":
+        raise GenPerceptError("--sequence-frames needs --renderer cycles")
     generate_dataset(args.out, {"train": args.train, "test": args.test}, args.seed, parse_size(args.size), args.workers,
                      renderer=args.renderer, options=options)
+    if args.sequence_frames:
+        from ..data.dataset import read_settings
+        from ..data.photographic.sequences import render_sequence
+
+        settings = read_settings(args.out)
+        render_sequence(args.out, args.seed, args.sequence_frames, parse_size(args.size), settings["assets"],
+                        settings["samples"])
     print(f"wrote {args.out}")
     return 0
 

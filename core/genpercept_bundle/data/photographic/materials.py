@@ -102,13 +102,13 @@ def build_material(spec: dict, assets_root, name: str = "surface", normal_axis: 
     elif kind == "windows":
         windows = nodes.new("ShaderNodeTexBrick")
         windows.offset = 0.0
-        mortar = max(spec["spacing"][0] - spec["window"][0], 0.3)
+        mortar = max(spec["spacing"][0] - spec["window"][0], 0.6) / 2  # Blender's mortar is half a gap per side
         windows.inputs["Color1"].default_value = (*spec["glass"], 1)
         windows.inputs["Color2"].default_value = (*spec["glass"], 1)
         windows.inputs["Mortar"].default_value = (*spec["colour"], 1)
         windows.inputs["Scale"].default_value = 1.0
         windows.inputs["Brick Width"].default_value = spec["spacing"][0]
-        windows.inputs["Row Height"].default_value = spec["window"][1] + mortar
+        windows.inputs["Row Height"].default_value = spec["window"][1] + 2 * mortar
         windows.inputs["Mortar Size"].default_value = mortar
         links.new(mapping.outputs["Vector"], windows.inputs["Vector"])
         links.new(windows.outputs["Color"], bsdf.inputs["Base Color"])
