@@ -129,6 +129,9 @@ def room_layout(rng, assets, seed: int) -> SceneLayout:
              wall_material if rng.random() < 0.7 else random_material(rng, textures, "wall")),
         Slab("right wall", (width / 2 + wall / 2, 0, height / 2), (wall, depth, height), wall_material),
     ]
+    if rng.random() < 0.6:
+        index = int(rng.integers(2, 5))
+        slabs[index:index + 1] = _wall_with_window(rng, slabs[index])
     if rng.random() < 0.5:  # a rug
         rug = (rng.uniform(1.2, min(3.0, width - 0.4)), rng.uniform(1.0, min(2.5, depth - 0.6)))
         slabs.append(Slab("rug", (rng.uniform(-0.3, 0.3), rng.uniform(-0.2, 0.8), 0.006), (*rug, 0.012),
@@ -148,6 +151,25 @@ def room_layout(rng, assets, seed: int) -> SceneLayout:
     camera = Camera(eye, target, float(rng.uniform(50, 80)), float(rng.normal(0, 2)))
     world = World(_hdri(rng, assets), float(rng.uniform(0, 2 * np.pi)), float(rng.uniform(0.6, 2.0)))
     return SceneLayout("room", seed, camera, world, slabs, models, lamps)
+
+
+def _wall_with_window(rng, wall: Slab) -> list[Slab]:
+    """The wall as four slabs round a window opening (the HDRI, far away, seen through it)."""
+    along = 0 if wall.size[0] > wall.size[1] else 1  # the wall's horizontal axis
+    length, height = wall.size[along], wall.size[2]
+    width = rng.uniform(0.8, max(0.9, min(2.6, length - 0.8)))
+    sill, top = rng.uniform(0.4, 1.0), min(height - 0.25, rng.uniform(2.0, 2.4))
+    middle = wall.centre[along] + rng.uniform(-length / 2 + width / 2 + 0.3, length / 2 - width / 2 - 0.3)
+    low, high = wall.centre[along] - length / 2, wall.centre[along] + length / 2
+    pieces = []  # (start, end) along the wall, (bottom, top) heights
+    left, right = middle - width / 2, middle + width / 2
+    for start, end, bottom, ceiling in ((low, left, 0.0, height), (right, high, 0.0, height), (left, right, 0.0, sill),
+                                        (left, right, top, height)):
+        centre, size = list(wall.centre), list(wall.size)
+        centre[along], size[along] = (start + end) / 2, end - start
+        centre[2], size[2] = (bottom + ceiling) / 2, ceiling - bottom
+        pieces.append(Slab(wall.name, tuple(centre), tuple(size), wall.material))
+    return pieces
 
 
 def _furnish(rng, furniture: list[dict], width, depth, height, count: int) -> list[Model]:
