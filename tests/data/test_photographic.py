@@ -111,3 +111,15 @@ def test_make_data_with_cycles_writes_the_dataset_layout_reproducibly_and_grows(
         assert (first / "train" / name).read_bytes() == (second / "train" / name).read_bytes()
     with pytest.raises(Exception, match="renders with"):
         generate_dataset(first, {"train": 4, "test": 1}, size=(48, 36))  # numpy scenes into a Cycles folder
+
+
+def test_a_sequence_moves_the_camera_through_one_scene_with_exact_depth_per_frame(tmp_path, assets):
+    from genpercept_bundle.data.photographic.sequences import render_sequence
+
+    folder = render_sequence(tmp_path, 0, 3, (48, 36), assets, samples=2, kind="room")
+    poses = json.loads((folder / "sequence.json").read_text())
+    assert [p["frame"] for p in poses["frames"]] == [0, 1, 2] and poses["kind"] == "room"
+    positions = np.array([p["position"] for p in poses["frames"]])
+    assert 0.1 < np.linalg.norm(positions[2] - positions[0]) < 2.0  # a hand-held move, not a jump
+    first, last = (read_sample(tmp_path, "sequence", f"{i:06d}") for i in (0, 2))
+    assert (first.depth > 0).mean() > 0.5 and not np.array_equal(first.depth, last.depth)

@@ -58,6 +58,9 @@ def render_sequence(root: Path, seed: int, frames: int, size, assets: Path, samp
                          PHOTOGRAPHIC_FORMAT)
             poses.append({"frame": index, "world_to_camera": camera_basis(camera).round(6).tolist(),
                           "position": [round(float(v), 6) for v in camera.location]})
+    if not (Path(root) / "dataset.json").is_file():  # a folder of its own
+        write_json(Path(root) / "dataset.json", {**PHOTOGRAPHIC_FORMAT, "size": list(size), "samples": samples,
+                                                 "assets": str(assets)})
     write_json(Path(root) / SEQUENCE_SPLIT / "sequence.json", {"scene_seed": layout.seed, "kind": layout.kind,
                                                                "frames": poses})
     return Path(root) / SEQUENCE_SPLIT
