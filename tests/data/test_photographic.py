@@ -14,7 +14,8 @@ bpy = pytest.importorskip("bpy")
 
 from genpercept_bundle.data.dataset import generate_dataset, read_sample, read_settings, sample_ids  # noqa: E402
 from genpercept_bundle.data.photographic.assets import AssetLibrary  # noqa: E402
-from genpercept_bundle.data.photographic.layouts import Camera, SceneLayout, Slab, World, random_layout  # noqa: E402
+from genpercept_bundle.data.photographic.cameras import Camera  # noqa: E402
+from genpercept_bundle.data.photographic.layouts import SceneLayout, Slab, World, random_layout  # noqa: E402
 from genpercept_bundle.data.photographic.render_passes import pixel_rays  # noqa: E402
 from genpercept_bundle.data.photographic.scenes import render_layout  # noqa: E402
 

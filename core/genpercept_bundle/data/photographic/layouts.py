@@ -18,7 +18,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .camera_effects import random_effects
+from .cameras import Camera
 from .materials import random_material
+from .subjects import place_subject, random_subject
 
 OUTDOOR_HDRIS = ("bridge", "city", "dawn", "esplanade", "forest", "park", "sky", "sunrise", "sunset", "venice", "night",
                  "courtyard")
@@ -60,14 +63,6 @@ class Lamp:
 
 
 @dataclass
-class Camera:
-    location: tuple
-    target: tuple
-    fov: float  # horizontal, degrees
-    roll: float = 0.0  # degrees
-
-
-@dataclass
 class World:
     hdri: str | None  # assets-relative file; None: an analytic sky
     rotation: float  # about +Z, radians
@@ -90,9 +85,6 @@ class SceneLayout:
 
 def random_layout(seed: int, assets, size=(256, 192)) -> SceneLayout:
     """The layout of scene ``seed`` drawn from ``assets`` (an AssetLibrary; test scenes get the held-out pool)."""
-    from .camera_effects import random_effects
-    from .subjects import place_subject, random_subject
-
     rng = np.random.default_rng([seed, 27])
     kinds = list(KIND_WEIGHTS)
     kind = kinds[rng.choice(len(kinds), p=list(KIND_WEIGHTS.values()))]
@@ -298,15 +290,3 @@ def backdrop_layout(rng, assets, seed: int) -> SceneLayout:
     camera = Camera(eye, target, float(rng.uniform(35, 70)), float(rng.normal(0, 2)))
     world = World(_hdri(rng, assets), float(rng.uniform(0, 2 * np.pi)), float(rng.uniform(0.6, 1.8)))
     return SceneLayout("backdrop", seed, camera, world)
-
-
-def camera_basis(camera: Camera) -> np.ndarray:
-    """World -> camera rotation [3,3] (rows: camera +X right, +Y up, +Z back toward the viewer), roll included."""
-    forward = np.asarray(camera.target, float) - np.asarray(camera.location, float)
-    forward /= np.linalg.norm(forward)
-    right = np.cross(forward, (0.0, 0.0, 1.0))
-    right /= np.linalg.norm(right)
-    up = np.cross(right, forward)
-    roll = np.radians(camera.roll)
-    right, up = np.cos(roll) * right + np.sin(roll) * up, -np.sin(roll) * right + np.cos(roll) * up
-    return np.stack([right, up, -forward])

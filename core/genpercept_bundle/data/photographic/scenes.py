@@ -16,8 +16,9 @@ import numpy as np
 from ...errors import GenPerceptError
 from .assets import AssetLibrary
 from .camera_effects import develop, distort_maps
+from .cameras import Camera, camera_basis
 from .composites import Layer, composite, without_subject
-from .layouts import Camera, SceneLayout, camera_basis, random_layout
+from .layouts import SceneLayout, random_layout
 from .lighting import build_lamps, build_world
 from .materials import build_material
 from .models import clear_model_cache, import_model

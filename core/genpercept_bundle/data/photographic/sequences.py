@@ -13,7 +13,8 @@ import numpy as np
 
 from ...atomic_files import write_json
 from .assets import AssetLibrary
-from .layouts import camera_basis, random_layout
+from .cameras import camera_basis
+from .layouts import random_layout
 from .scenes import blender_output_silenced, build_layout, render_view
 
 SEQUENCE_SPLIT = "sequence"

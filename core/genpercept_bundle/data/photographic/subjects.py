@@ -14,7 +14,7 @@ exact coverage; they are grown in numpy from the seed:
 
 import numpy as np
 
-from .layouts import camera_basis
+from .cameras import camera_basis
 
 PERSON_MIN_HEIGHT = 1.2  # standing, holding and tall sitting characters
 ANIMAL_WORDS = ("cat", "dog", "rabbit", "horse", "bulldog", "chicken", "teddy")
