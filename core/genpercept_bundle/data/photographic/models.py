@@ -42,6 +42,7 @@ def _import_normalised(path, rotation):
         with bpy.context.temp_override(active_object=parts[0], selected_editable_objects=parts):
             bpy.ops.object.join()
     obj = parts[0]
+    _detach_missing_textures(obj)
     mesh = obj.data
     vertices = np.empty(len(mesh.vertices) * 3, np.float32)
     mesh.vertices.foreach_get("co", vertices)
@@ -58,3 +59,20 @@ def _import_normalised(path, rotation):
     obj.hide_render = True
     bpy.context.scene.collection.objects.unlink(obj) if obj.name in bpy.context.scene.collection.objects else None
     return obj
+
+
+def _detach_missing_textures(obj):
+    """Some catalogue MTL files name textures by absolute paths of their author's machine: without this, Cycles
+    paints those surfaces magenta; detached, they keep the MTL's diffuse colour."""
+    import os
+
+    import bpy
+
+    for material in obj.data.materials:
+        if material is None or material.node_tree is None:
+            continue
+        for node in material.node_tree.nodes:
+            if node.type == "TEX_IMAGE" and (node.image is None or not os.path.isfile(bpy.path.abspath(node.image.filepath))):
+                for output in node.outputs:
+                    for link in list(output.links):
+                        material.node_tree.links.remove(link)

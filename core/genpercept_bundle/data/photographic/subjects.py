@@ -16,7 +16,7 @@ import numpy as np
 
 from .cameras import camera_basis
 
-PERSON_MIN_HEIGHT = 1.2  # standing, holding and tall sitting characters
+PERSON_MIN_HEIGHT = 1.2  # adults and children standing
 ANIMAL_WORDS = ("cat", "dog", "rabbit", "horse", "bulldog", "chicken", "teddy")
 OBJECT_WORDS = ("plant", "tree", "flower", "bonsai", "lamp", "bicycle", "bike", "chair", "clothes horse", "stroller",
                 "tricycle", "scooter")
@@ -26,7 +26,8 @@ HAIR_COLOURS = [  # melanin, melanin redness of the Principled Hair BSDF
 
 def random_subject(rng: np.random.Generator, assets) -> dict:
     characters = assets.furniture_in("Characters")
-    people = [c for c in characters if c["size"][2] >= PERSON_MIN_HEIGHT]
+    people = [c for c in characters if c["size"][2] >= PERSON_MIN_HEIGHT  # standing: hair goes on the highest part
+              and not any(w in c["name"].lower() for w in ("sitting", "lying"))]
     animals = [c for c in assets.furniture if any(w in c["name"].lower() for w in ANIMAL_WORDS)
                and c["category"] in ("Characters", "Bedroom")]
     objects = [c for c in assets.furniture if any(w in c["name"].lower() for w in OBJECT_WORDS)
