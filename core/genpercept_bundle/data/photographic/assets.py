@@ -18,6 +18,7 @@ import json
 import re
 import shutil
 import subprocess
+import tarfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -71,8 +72,6 @@ def _unpack_hdris(root: Path, downloads: Path) -> list[dict]:
     folder.mkdir(parents=True, exist_ok=True)
     hdris = []
     for tarball in sorted(downloads.glob("pmndrs-assets-*.tgz")):
-        import tarfile
-
         with tarfile.open(tarball) as archive:
             for member in archive.getmembers():
                 match = re.fullmatch(r"package/hdri/(\w+)\.exr\.js", member.name)

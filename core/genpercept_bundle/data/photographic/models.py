@@ -57,7 +57,8 @@ def _import_normalised(path, rotation):
     mesh.update()
     obj.matrix_world = np.eye(4).tolist()
     obj.hide_render = True
-    bpy.context.scene.collection.objects.unlink(obj) if obj.name in bpy.context.scene.collection.objects else None
+    if obj.name in bpy.context.scene.collection.objects:  # the source stays out of the scene; copies are placed
+        bpy.context.scene.collection.objects.unlink(obj)
     return obj
 
 
