@@ -12,6 +12,7 @@ import pytest
 
 bpy = pytest.importorskip("bpy")
 
+from genpercept_bundle import GenPerceptError  # noqa: E402
 from genpercept_bundle.data.dataset import generate_dataset, read_sample, read_settings, sample_ids  # noqa: E402
 from genpercept_bundle.data.photographic.assets import AssetLibrary  # noqa: E402
 from genpercept_bundle.data.photographic.cameras import Camera  # noqa: E402
@@ -110,7 +111,7 @@ def test_make_data_with_cycles_writes_the_dataset_layout_reproducibly_and_grows(
                               options=options)
     for name in ("000002_rgb.png", "000002_depth.png", "000002_normal.png", "000002_alpha.png"):
         assert (first / "train" / name).read_bytes() == (second / "train" / name).read_bytes()
-    with pytest.raises(Exception, match="renders with"):
+    with pytest.raises(GenPerceptError, match="renders with"):
         generate_dataset(first, {"train": 4, "test": 1}, size=(48, 36))  # numpy scenes into a Cycles folder
 
 
