@@ -10,12 +10,29 @@ from .options import parse_size
 def add_commands(commands):
     data = commands.add_parser("make-data", help="render the synthetic training/test dataset")
     data.add_argument("out", type=Path)
+    data.add_argument("--renderer", choices=("numpy", "cycles"), default="numpy",
+                      help="numpy: the fast procedural ray caster; cycles: photographic scenes path-traced by Blender "
+                           "(needs bpy and the assets of `genpercept fetch-assets`)")
+    data.add_argument("--assets", type=Path, default=None,
+                      help="--renderer cycles: the assets folder (default: $GENPERCEPT_ASSETS or "
+                           "~/.cache/genpercept/photographic-assets)")
+    data.add_argument("--samples", type=int, default=None, help="--renderer cycles: path-tracing samples per pixel "
+                                                                 "(default 32, denoised)")
+    data.add_argument("--sequence-frames", type=int, default=0,
+                      help="--renderer cycles: also render a moving-camera sequence of N frames (split 'sequence', "
+                           "held-out assets) for temporal flicker metrics")
     data.add_argument("--train", type=int, default=2400, help="training scenes")
     data.add_argument("--test", type=int, default=120, help="held-out test scenes")
     data.add_argument("--size", default="256x192", help="WIDTHxHEIGHT")
     data.add_argument("--seed", type=int, default=0)
     data.add_argument("--workers", type=int, default=2)
     data.set_defaults(run=run_make_data)
+
+    assets = commands.add_parser("fetch-assets", help="download and unpack the HDRIs, models and textures of "
+                                                      "`make-data --renderer cycles` (npm and apt-get)")
+    assets.add_argument("out", type=Path, nargs="?", default=None,
+                        help="assets folder (default: $GENPERCEPT_ASSETS or ~/.cache/genpercept/photographic-assets)")
+    assets.set_defaults(run=run_fetch_assets)
 
     vae = commands.add_parser("train-vae", help="train a VAE from scratch (reconstruction of photos and maps)")
     _add_training_options(vae, 600, 1e-3)
@@ -82,8 +99,28 @@ def _add_training_options(command, steps, lr):
 def run_make_data(args) -> int:
     from ..data.dataset import generate_dataset
 
-    generate_dataset(args.out, {"train": args.train, "test": args.test}, args.seed, parse_size(args.size), args.workers)
+    options = {"assets": args.assets, "samples": args.samples} if args.renderer == "cycles" else None
+    if args.sequence_frames and args.renderer != "cycles":
+        raise GenPerceptError("--sequence-frames needs --renderer cycles")
+    generate_dataset(args.out, {"train": args.train, "test": args.test}, args.seed, parse_size(args.size), args.workers,
+                     renderer=args.renderer, options=options)
+    if args.sequence_frames:
+        from ..data.dataset import read_settings
+        from ..data.photographic.sequences import render_sequence
+
+        settings = read_settings(args.out)
+        render_sequence(args.out, args.seed, args.sequence_frames, parse_size(args.size), settings["assets"],
+                        settings["samples"])
     print(f"wrote {args.out}")
+    return 0
+
+
+def run_fetch_assets(args) -> int:
+    from ..data.photographic.assets import fetch_assets
+    from ..data.photographic.scenes import DEFAULT_ASSETS
+
+    root = fetch_assets(args.out or DEFAULT_ASSETS)
+    print(f"wrote {root} (licences: {root / 'ATTRIBUTION.md'})")
     return 0
 
 

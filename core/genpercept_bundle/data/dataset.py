@@ -140,10 +140,15 @@ def write_sample(root: Path, split: str, sample: Sample, settings: dict = FORMAT
 
 
 def _render_one(job):
-    from .synthetic import random_scene, render
+    root, split, seed, width, height, renderer, options = job
+    if renderer == "cycles":
+        from .photographic.scenes import render_dataset_scene
 
-    root, split, seed, width, height = job
-    frame = render(random_scene(seed), height=height, width=width)
+        frame = render_dataset_scene(seed, split, (width, height), **options)
+    else:
+        from .synthetic import random_scene, render
+
+        frame = render(random_scene(seed), height=height, width=width)
     sample = Sample(f"{seed:06d}", frame["rgb"], frame["depth"], normal=frame["normal"], alpha=frame["alpha"],
                     intrinsics=frame["intrinsics"])
     write_sample(root, split, sample, SYNTHETIC_FORMAT)
@@ -151,6 +156,8 @@ def _render_one(job):
 
 
 SYNTHETIC_FORMAT = {**FORMAT, "zero_depth": "sky", "generator": "genpercept_bundle.data.synthetic"}
+PHOTOGRAPHIC_FORMAT = {**SYNTHETIC_FORMAT, "generator": "genpercept_bundle.data.photographic"}
+RENDERERS = {"numpy": SYNTHETIC_FORMAT, "cycles": PHOTOGRAPHIC_FORMAT}
 
 
 DATASET_SEEDS = 1_000_000  # the scene seeds of dataset seed s: s x 1e6 onwards
@@ -176,25 +183,37 @@ def _rendered_first_seeds(settings: dict) -> dict[str, int]:
     return first
 
 
-def generate_dataset(root: Path, splits: dict[str, int], seed: int = 0, size=(256, 192), workers: int = 1):
+def generate_dataset(root: Path, splits: dict[str, int], seed: int = 0, size=(256, 192), workers: int = 1,
+                     renderer: str = "numpy", options: dict | None = None):
     """Render ``splits`` ({"train": 2000, "test": 100}) with disjoint seeds (see ``split_first_seeds``: the test
-    split stays the same whatever the training split's size); resumable (existing samples are kept)."""
+    split stays the same whatever the training split's size); resumable (existing samples are kept).
+
+    ``renderer``: "numpy" (synthetic.py, fast) or "cycles" (photographic/, Blender's path tracer; ``options``:
+    ``assets`` folder, ``samples``, ``threads`` per worker)."""
     from multiprocessing import get_context
 
     from tqdm import tqdm
 
     root = Path(root)
     first_seeds = split_first_seeds(seed, splits)
+    if renderer not in RENDERERS:
+        raise GenPerceptError(f"unknown renderer {renderer!r}: choose one of {', '.join(RENDERERS)}")
+    options = dict(options or {})
+    if renderer == "cycles":
+        from .photographic.scenes import prepare_dataset_options
+
+        options = prepare_dataset_options(root, options, workers)
     if (root / "dataset.json").is_file():
-        _check_resumable(root, first_seeds, size)
+        _check_resumable(root, first_seeds, size, RENDERERS[renderer]["generator"])
     root.mkdir(parents=True, exist_ok=True)
-    write_json(root / "dataset.json", {**SYNTHETIC_FORMAT, "seed": seed, "splits": splits,
-                                        "first_seeds": first_seeds, "size": list(size)})
+    recorded = {k: str(v) if isinstance(v, Path) else v for k, v in options.items() if k != "threads"}
+    write_json(root / "dataset.json", {**RENDERERS[renderer], "seed": seed, "splits": splits,
+                                        "first_seeds": first_seeds, "size": list(size), **recorded})
     jobs = []
     for split, count in splits.items():
         for sample_seed in range(first_seeds[split], first_seeds[split] + count):
             if not (root / split / f"{sample_seed:06d}_rgb.png").is_file():
-                jobs.append((root, split, sample_seed, *size))
+                jobs.append((root, split, sample_seed, *size, renderer, options))
     with tqdm(total=len(jobs), unit="scene", desc="rendering", disable=None) as progress:
         if workers > 1:
             with get_context("spawn").Pool(workers, keep_freed_memory) as pool:
@@ -207,11 +226,14 @@ def generate_dataset(root: Path, splits: dict[str, int], seed: int = 0, size=(25
     return root
 
 
-def _check_resumable(root: Path, first_seeds: dict[str, int], size):
-    """Adding scenes to a folder is fine; mixing scenes of another seed layout or size into a split is not."""
+def _check_resumable(root: Path, first_seeds: dict[str, int], size, generator: str):
+    """Adding scenes to a folder is fine; mixing scenes of another seed layout, size or renderer into it is not."""
     settings = read_settings(root)
     rendered = _rendered_first_seeds(settings)
     started = [split for split in first_seeds if any((root / split).glob("*_rgb.*"))]
+    if started and settings.get("generator", generator) != generator:
+        raise GenPerceptError(f"{root} holds scenes of {settings['generator']}, this run renders with {generator}: "
+                              "render into a new folder")
     for split in started:
         if split in rendered and rendered[split] != first_seeds[split]:
             raise GenPerceptError(
