@@ -90,12 +90,21 @@ def save_maps(folder: Path, stem: str, task: str, maps: np.ndarray, format: str,
     if uncertainty is not None:
         meta["uncertainty_values"] = ("spread of the ensemble's members: median absolute deviation in map units "
                                       "(depth, disparity) or mean angle to the merged normal / pi (normals); 0 = agree")
-    # the map in a second thread while the previews are drawn here: both codecs release the GIL
+    # the map in a second thread while the previews are drawn here: both codecs release the GIL. If either fails
+    # (a full disk), what the other wrote goes too: no map is left half-saved.
+    shown = []
     with ThreadPoolExecutor(1) as writer:
         map_file = writer.submit(write_map, path, maps if raw is None else raw, format,
                                  file_encoding(task, format, convention) if raw is None else None)
-        shown = write_previews(folder, stem, task, maps, convention, meta) if previews else []
-        written = [map_file.result()]
+        try:
+            shown = write_previews(folder, stem, task, maps, convention, meta) if previews else []
+            written = [map_file.result()]
+        except BaseException:
+            if map_file.exception() is None:  # waits for the map; it was written
+                shown.append(map_file.result())
+            for leftover in shown:
+                Path(leftover).unlink(missing_ok=True)
+            raise
     if uncertainty is not None:
         written.append(write_map(uncertainty_path(folder, stem, task, format),
                                  np.clip(uncertainty, 0.0, 1.0) if format == "png16" else uncertainty, format))
