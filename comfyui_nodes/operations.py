@@ -157,9 +157,7 @@ def render_depth(maps: Maps, normalisation: str = "auto", invert: bool = False) 
     normalisation: 'auto' = 'sequence' for batches (video frames keep one depth scale), 'per_image' for one
     image; 'none' = the model's own [0,1] values.
     """
-    _expect(maps, "depth", "disparity")
-    mode = ("sequence" if maps.values.shape[0] > 1 else "per_image") if normalisation == "auto" else normalisation
-    depth = normalise_depth_batch(maps.values.numpy(), mode)
+    depth = _stretched(maps, normalisation)
     near_is_bright = maps.task == "disparity"  # disparity is already near = bright
     shown = depth if invert != near_is_bright else near_bright(depth)
     return torch.from_numpy(np.repeat(shown[..., None], 3, axis=-1).astype(np.float32))
@@ -168,9 +166,7 @@ def render_depth(maps: Maps, normalisation: str = "auto", invert: bool = False) 
 def render_depth_preview(maps: Maps, colormap: str = "turbo", normalisation: str = "auto") -> torch.Tensor:
     """Depth (or disparity) -> IMAGE in a colour map (DEPTH_COLORMAPS, near = the warm / bright end), stretched as
     ``render_depth`` stretches it."""
-    _expect(maps, "depth", "disparity")
-    mode = ("sequence" if maps.values.shape[0] > 1 else "per_image") if normalisation == "auto" else normalisation
-    depth = normalise_depth_batch(maps.values.numpy(), mode)
+    depth = _stretched(maps, normalisation)
     if maps.task == "disparity":  # 1 = near: as depth, 0 = near
         depth = near_bright(depth)
     return torch.from_numpy(colorize_depth(depth, colormap).astype(np.float32) / 255.0)
@@ -232,6 +228,13 @@ def output_entries(files: list[Path], output_root) -> list[dict]:
         folder = path.resolve().parent.relative_to(root).as_posix()
         entries.append({"filename": path.name, "subfolder": "" if folder == "." else folder, "type": "output"})
     return entries
+
+
+def _stretched(maps: Maps, normalisation: str) -> np.ndarray:
+    """Depth or disparity maps stretched for display: 'auto' = 'sequence' for batches, 'per_image' for one image."""
+    _expect(maps, "depth", "disparity")
+    mode = ("sequence" if maps.values.shape[0] > 1 else "per_image") if normalisation == "auto" else normalisation
+    return normalise_depth_batch(maps.values.numpy(), mode)
 
 
 def _expect(maps: Maps, *tasks: str):

@@ -107,9 +107,10 @@ class ComfyUIBridge:
         unknown = [task for task in tasks if task not in NODES]
         if unknown:
             raise GenPerceptError(f"ComfyUI's GenPercept nodes predict {', '.join(NODES)}, not {', '.join(unknown)}")
-        if model not in self.check():
+        models = self.check()
+        if model not in models:
             raise GenPerceptError(f"ComfyUI at {self.url} has no GenPercept model {model!r}; it has: "
-                                  f"{', '.join(self.check())}")
+                                  f"{', '.join(models)}")
         if not photo.is_file():
             raise GenPerceptError(f"{photo} is not a file")
         workflow = bridge_workflow(self.upload(photo), tasks, model, processing_resolution, uuid.uuid4().hex[:8])
