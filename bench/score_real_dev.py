@@ -1,6 +1,6 @@
 """Depth and normals of a model on the real_dev photos, scored by the set's own score.py.
 
-    python bench/score_real_dev.py [--model DIR] [--detail N] [--out bench/results/real_dev] [--set ../shared/eval/real_dev]
+    python bench/score_real_dev.py [--model DIR] [--detail N] [--processing-res N] [--out bench/results/real_dev] [--set ../shared/eval/real_dev]
 
 Predicts every sample's photo with the model's defaults (as `genpercept predict` does), writes
 <id>_<task>.npy as score.py reads them (``--detail N``: with N x N detail tiles merged in) (normals OpenGL: --normals opengl) and runs score.py; its summary
@@ -30,6 +30,7 @@ def main():
     parser.add_argument("--out", type=Path, default=HERE / "results" / "real_dev")
     parser.add_argument("--set", type=Path, default=DEFAULT_SET)
     parser.add_argument("--detail", type=int, default=1, help="N x N detail tiles (inference/detail_tiles.py)")
+    parser.add_argument("--processing-res", type=int, default=None, help="default: the model's for each task")
     args = parser.parse_args()
     samples = json.loads((args.set / "manifest.json").read_text())["samples"]
     predictor = GenPerceptPredictor.from_pretrained(args.model, None if args.model else ["depth", "normal"],
@@ -42,9 +43,9 @@ def main():
         kind = task if task in predictor.loaded_tasks else "disparity"
         image = as_rgb_batch(load_image(args.set / sample["rgb"]))
         if args.detail > 1:
-            maps = predict_with_detail(predictor, image, [kind], args.detail)[kind].maps[0]
+            maps = predict_with_detail(predictor, image, [kind], args.detail, args.processing_res)[kind].maps[0]
         else:
-            maps = predictor.predict(image, kind).maps[0]
+            maps = predictor.predict(image, kind, args.processing_res).maps[0]
         if kind == "disparity":  # the score fits an affine map to depth: give it depth order
             maps = 1.0 - maps
         np.save(args.out / f"{sample['id']}_{task}.npy", maps.astype(np.float32))

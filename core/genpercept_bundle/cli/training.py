@@ -1,4 +1,4 @@
-"""Commands that make data and models: ``make-data``, ``train-vae``, ``train``, ``train-default``."""
+"""Commands that make data and models: ``make-data``, ``mix-data``, ``fetch-assets``, ``train-vae``, ``train``, ``train-default``."""
 
 from pathlib import Path
 
@@ -27,6 +27,13 @@ def add_commands(commands):
     data.add_argument("--seed", type=int, default=0)
     data.add_argument("--workers", type=int, default=2)
     data.set_defaults(run=run_make_data)
+
+    mix = commands.add_parser("mix-data", help="link several datasets' scenes into one training folder (distinct ids), "
+                                               "a small one repeated to weigh more")
+    mix.add_argument("out", type=Path)
+    mix.add_argument("sources", nargs="+", metavar="FOLDER[:SPLIT][:xREPEAT]",
+                     help="e.g. cache/photographic:train:x4 data:train (split 'train' unless named)")
+    mix.set_defaults(run=run_mix_data)
 
     assets = commands.add_parser("fetch-assets", help="download and unpack the HDRIs, models and textures of "
                                                       "`make-data --renderer cycles` (npm and apt-get)")
@@ -112,6 +119,13 @@ def run_make_data(args) -> int:
         render_sequence(args.out, args.seed, args.sequence_frames, parse_size(args.size), settings["assets"],
                         settings["samples"])
     print(f"wrote {args.out}")
+    return 0
+
+
+def run_mix_data(args) -> int:
+    from ..data.mixing import MixSource, mix_datasets
+
+    print(f"wrote {mix_datasets(args.out, [MixSource.parse(text) for text in args.sources])}")
     return 0
 
 
