@@ -25,6 +25,7 @@ from genpercept_bundle.relief_heights import grid_shape, resample
 NODE_GROUP = "GenPercept Relief"
 NODE_GROUP_VERSION = 5  # bumped when the group's sockets or nodes change: older files get a new group
 MODIFIER = "GenPercept Relief"
+FRAMES_PROPERTY = "GenPercept frames"  # on a moving relief: how many frames its height image sequence has
 FAR_BELOW = 1e6  # relief units: where the walls are extruded to before their feet are set onto z = 0
 SEAM = 1e-4  # relief units: how close the base's outline and the walls' feet must be to be welded
 
@@ -265,10 +266,15 @@ def modifier_input(modifier, name):
 
 
 def bake(obj) -> "bpy.types.Object":
-    """Replace the relief modifier by the mesh it makes (for export, sculpting, CNC)."""
+    """Replace the relief modifier by the mesh it makes (for export, sculpting, CNC); a moving relief keeps the
+    shape of the current frame."""
     depsgraph = bpy.context.evaluated_depsgraph_get()
     mesh = bpy.data.meshes.new_from_object(obj.evaluated_get(depsgraph))
     old = obj.data
+    for driver in list(obj.animation_data.drivers if obj.animation_data else []):
+        if driver.data_path.startswith("modifiers["):  # a moving relief's frame driver goes with its modifier
+            obj.animation_data.drivers.remove(driver)
+    obj.pop(FRAMES_PROPERTY, None)
     obj.modifiers.clear()
     obj.data = mesh
     if old.users == 0:
