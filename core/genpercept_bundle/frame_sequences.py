@@ -3,6 +3,9 @@
 A sequence is either numbered image files (``shot_0001.png``, ``shot_0002.png``, ...: one folder, one name
 pattern, numbers one after another) or one movie file (decoded with OpenCV). Every frame must have the first
 frame's size. Frames are read one at a time, so a long movie is never held in memory whole.
+
+Numpy only at import (the Blender add-on imports it where Pillow may be missing): Pillow and OpenCV are imported
+when frames are listed and read.
 """
 
 import re
@@ -14,7 +17,6 @@ import numpy as np
 
 from .batch.frames import VIDEO_SUFFIXES
 from .errors import GenPerceptError
-from .images import IMAGE_SUFFIXES, load_image
 
 _NUMBERED = re.compile(r"^(.*?)(\d+)(\D*)$")  # a file stem's last run of digits: (prefix, number, rest)
 MIN_FRAMES = 2
@@ -50,6 +52,8 @@ def open_sequence(path: str, selected=()) -> FrameSequence:
     """The sequence ``path`` names: a movie file, a folder of numbered images, or one numbered image (then its
     siblings with the same name pattern); ``selected``: image files chosen together (a file browser's selection),
     which are the sequence then. GenPerceptError says what is wrong with it."""
+    from .images import IMAGE_SUFFIXES
+
     if len(selected) > 1:
         return _numbered_images([Path(p) for p in selected])
     path = Path(selected[0] if selected else path)
@@ -138,6 +142,8 @@ def _movie(movie: Path) -> FrameSequence:
 def read_frames(sequence: FrameSequence, pixel_cap: int | None = None) -> Iterator[np.ndarray]:
     """The frames as uint8 RGB [H,W,3], one at a time; GenPerceptError for a frame that cannot be read or has
     another size than the first."""
+    from .images import load_image
+
     frames = _movie_frames(sequence) if sequence.movie else (load_image(f, pixel_cap) for f in sequence.files)
     size = None
     for index, frame in enumerate(frames):
