@@ -59,8 +59,8 @@ class SequencePredictionJob:
             form = kept_maps.kept_format()
             for index, frame in enumerate(read_frames(self.sequence)):
                 self._blocks = 0
-                (task, prediction), = predictor.iter_predictions(frame, self.tasks,
-                                                                 check_interrupt=self._check_interrupt)
+                [(task, prediction)] = list(predictor.iter_predictions(frame, self.tasks,
+                                                                       check_interrupt=self._check_interrupt))
                 values = steady.add(prediction.maps[0], frame)
                 depth = 1.0 - values if task == "disparity" else values  # depth order, what a relief needs
                 meta = {"source": self._source(index), "steadiness": self.steadiness, **prediction.provenance}
