@@ -22,7 +22,8 @@ from genpercept_bundle.relief_heights import (COMPRESSION_HELP, coverage, grid_s
 from . import kept_maps, maps
 from .export import HEIGHT_MAP_FORMATS, MESH_FORMATS, export_height_map, export_mesh
 from .material import relief_material
-from .moving_relief import drive_frame, height_sequence, heights_folder, play_frames, set_scene_frames, write_height_frames
+from .moving_relief import (drive_frame, height_sequence, heights_folder, play_frames, set_scene_frames,
+                            write_height_frames)
 from .prediction import PredictionJob
 from .relief import (bake, evaluated_face_count, float_image, orthographic_relief, perspective_relief, relief_modifier,
                      relief_object)
@@ -732,5 +733,6 @@ class GENPERCEPT_OT_check_setup(bpy.types.Operator):
         return {"FINISHED"}
 
 
-OPERATORS = (GENPERCEPT_OT_build_relief, GENPERCEPT_OT_build_moving_relief, GENPERCEPT_OT_displace_mesh, GENPERCEPT_OT_bake_relief,
-             GENPERCEPT_OT_export_relief, GENPERCEPT_OT_export_height_map, GENPERCEPT_OT_check_setup)
+OPERATORS = (GENPERCEPT_OT_build_relief, GENPERCEPT_OT_build_moving_relief, GENPERCEPT_OT_displace_mesh,
+             GENPERCEPT_OT_bake_relief, GENPERCEPT_OT_export_relief, GENPERCEPT_OT_export_height_map,
+             GENPERCEPT_OT_check_setup)
