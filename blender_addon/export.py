@@ -9,6 +9,7 @@ from pathlib import Path
 import bpy
 import numpy as np
 
+from .moving_relief import heights_at
 from .relief import modifier_input, relief_modifier
 
 MESH_FORMATS = {  # identifier: (label, suffix)
@@ -85,12 +86,15 @@ class _scaled:
         self.obj.scale = self.scale
 
 
-def relief_heights_of(obj) -> np.ndarray:
-    """The height field [rows, columns] (row 0 = top, 1 = highest) behind a relief object's modifier."""
+def relief_heights_of(obj, scene=None) -> np.ndarray:
+    """The height field [rows, columns] (row 0 = top, 1 = highest) behind a relief object's modifier (a moving
+    relief's: at the scene's frame)."""
     modifier = relief_modifier(obj)
     if modifier is None:
         raise ValueError(f"{obj.name} is no GenPercept relief (it has no relief modifier; was it made a plain mesh?)")
     image = modifier_input(modifier, "Heights")
+    if image.source == "SEQUENCE":
+        return heights_at(obj, image, scene or bpy.context.scene)
     width, height = image.size
     pixels = np.empty(width * height * 4, np.float32)
     image.pixels.foreach_get(pixels)
@@ -100,7 +104,7 @@ def relief_heights_of(obj) -> np.ndarray:
 def export_height_map(obj, path: str, format: str, scene=None) -> Path:
     """The relief's heights as a greyscale image (white = highest): 16-bit PNG or float EXR, one pixel per vertex."""
     scene = scene or bpy.context.scene
-    heights = relief_heights_of(obj)
+    heights = relief_heights_of(obj, scene)
     path = Path(path)
     if path.suffix.lower() != HEIGHT_MAP_FORMATS[format][1]:
         path = path.with_suffix(HEIGHT_MAP_FORMATS[format][1])

@@ -5,6 +5,11 @@ photo's path, size and modification time; the model folder's weight files, their
 It holds the map-file contract's files (``<stem>_<task>.exr`` or ``.npy`` + sidecar) and sits beside the
 .blend (``<blend>_genpercept_maps/``), or in the add-on's user folder while the file is unsaved. Maps read
 once stay in memory for this session, so a rebuild (Adjust Last Operation, a new resolution) reads nothing.
+
+A frame sequence's folder (named from the sequence and a digest of its files and the model) holds its steady depth
+maps in ``depth/``, one per frame (``frame_000001_depth.exr``, ...). The folder is written as ``depth.partial/`` and
+renamed when every frame is in, so a sequence's maps are all there or not at all; they are read from disk on
+every build (a movie's maps would not fit in memory).
 """
 
 import hashlib
@@ -54,9 +59,46 @@ def folder_for(photo: str, model: str = "", base: str = "", root: Path | None = 
     """The kept-maps folder of ``photo`` predicted by ``model``."""
     photo_path = Path(photo).resolve()
     stat = photo_path.stat()
-    key = json.dumps([str(photo_path), stat.st_size, stat.st_mtime_ns, model_identity(model, base)])
+    return _named_folder(photo_path.stem, [str(photo_path), stat.st_size, stat.st_mtime_ns], model, base, root)
+
+
+def _named_folder(stem: str, source_identity: list, model: str, base: str, root: Path | None) -> Path:
+    key = json.dumps([*source_identity, model_identity(model, base)])
     digest = hashlib.sha256(key.encode()).hexdigest()[:12]
-    return (root or store_root()) / f"{photo_path.stem}_{digest}"
+    return (root or store_root()) / f"{stem}_{digest}"
+
+
+# ---------------------------------------------------------------- frame sequences
+
+
+def sequence_folder_for(sequence, steadiness: float, model: str = "", base: str = "", root: Path | None = None) -> Path:
+    """The kept-maps folder of a ``genpercept_bundle.frame_sequences.FrameSequence`` predicted by ``model`` and made
+    steady with ``steadiness``."""
+    identity = [*sequence.identity(), ["steadiness", round(steadiness, 3)]]
+    return _named_folder(sequence.name or "frames", identity, model, base, root)
+
+
+def sequence_depth_folder(folder: Path) -> Path:
+    return folder / "depth"
+
+
+def sequence_staging_folder(folder: Path) -> Path:
+    """Where a sequence's maps are written until every frame is in."""
+    return folder / "depth.partial"
+
+
+def frame_stem(index: int) -> str:
+    """The stem of frame ``index``'s files (counted from 0; named from 1, as Blender numbers frames)."""
+    return f"frame_{index + 1:06d}"
+
+
+def kept_sequence(folder: Path, count: int) -> list[Path] | None:
+    """The kept depth files of a sequence's ``count`` frames in order, or None unless all of them are kept."""
+    depth_folder = sequence_depth_folder(folder)
+    if not depth_folder.is_dir():
+        return None
+    files = [file_of(depth_folder, frame_stem(index), "depth") for index in range(count)]
+    return None if None in files else files
 
 
 def kept(folder: Path, photo: str, tasks) -> dict:
@@ -91,12 +133,17 @@ def keep(folder: Path, photo: str, predicted: dict, provenance: dict | None = No
     """Save predicted maps into ``folder`` (EXR where OpenCV can write it, else .npy) and remember them. Runs on the
     prediction's thread: nothing here touches Blender's data."""
     folder.mkdir(parents=True, exist_ok=True)
-    form = "exr" if _can_write_exr() else "npy"
+    form = kept_format()
     stem = Path(photo).stem
     for task, values in predicted.items():
         meta = {"source": str(photo), **(provenance or {}).get(task, {})}
         save_maps(folder, stem, task, np.asarray(values, np.float32), form, meta, previews=False)
         _remember(folder, task, values)
+
+
+def kept_format() -> str:
+    """EXR where OpenCV can write it, else .npy."""
+    return "exr" if _can_write_exr() else "npy"
 
 
 def _can_write_exr() -> bool:

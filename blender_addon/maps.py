@@ -99,11 +99,24 @@ def relief_maps(predicted: dict) -> dict:
     return predicted
 
 
+def loaded_predictor(model: str, tasks, base: str = ""):
+    """The bundle's predictor of ``model`` for ``tasks``, loaded once and kept while they stay the same (raises the
+    bundle's GenPerceptError)."""
+    from genpercept_bundle import GenPerceptPredictor
+
+    key = (model or None, tuple(tasks), base)
+    if key not in _PREDICTORS:
+        _PREDICTORS.clear()
+        _PREDICTORS[key] = GenPerceptPredictor.from_pretrained(model or None, list(tasks), device="auto",
+                                                               base=base or None)
+    return _PREDICTORS[key]
+
+
 def predict_in_process(photo: str, tasks, model: str = "", cancel=None, base: str = "", on_block=None):
     """Maps of ``photo`` by the bundle inside Blender, and each task's provenance. ``cancel`` (a threading.Event)
     stops it before the next network block, so Esc takes effect within a block's time; ``on_block(task_index)`` is
     called before every block (progress). ``base``: a DMP model's Stable Diffusion folder."""
-    from genpercept_bundle import GenPerceptPredictor, load_image
+    from genpercept_bundle import load_image
 
     current = {"task": 0}
 
@@ -114,12 +127,7 @@ def predict_in_process(photo: str, tasks, model: str = "", cancel=None, base: st
             on_block(current["task"])
 
     try:
-        key = (model or None, tuple(tasks), base)
-        if key not in _PREDICTORS:
-            _PREDICTORS.clear()
-            _PREDICTORS[key] = GenPerceptPredictor.from_pretrained(model or None, list(tasks), device="auto",
-                                                                   base=base or None)
-        predictor = _PREDICTORS[key]
+        predictor = loaded_predictor(model, tasks, base)
         rgb = load_image(photo)
         predicted, provenance = {}, {}
         for index, (task, prediction) in enumerate(predictor.iter_predictions(rgb, tasks,

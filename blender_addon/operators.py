@@ -2,25 +2,35 @@
 presets and scripts work as for Blender's own importers; the work is in plain functions (relief, material,
 export, kept_maps) the operators call."""
 
+import itertools
 import os
 from pathlib import Path
 
 import bpy
 import numpy as np
-from bpy.props import BoolProperty, EnumProperty, FloatProperty, IntProperty, StringProperty
+from bpy.props import BoolProperty, CollectionProperty, EnumProperty, FloatProperty, IntProperty, StringProperty
 from bpy_extras.io_utils import ExportHelper
+from genpercept_bundle.batch.frames import VIDEO_SUFFIXES
 from genpercept_bundle.choices import MIN_IMAGE_SIDE
+from genpercept_bundle.errors import GenPerceptError
+from genpercept_bundle.inference.steady_sequence import DEFAULT_STRENGTH as DEFAULT_STEADINESS
 from genpercept_bundle.models.folders import is_model_folder
 from genpercept_bundle.photo_camera import DEFAULT_FOV_DEGREES, field_of_view, suggested_near_far
-from genpercept_bundle.relief_heights import COMPRESSION_HELP, coverage, grid_shape, relief_heights, resample
+from genpercept_bundle.relief_heights import (COMPRESSION_HELP, coverage, grid_shape, relief_heights, resample,
+                                              sequence_heights)
 
 from . import kept_maps, maps
 from .export import HEIGHT_MAP_FORMATS, MESH_FORMATS, export_height_map, export_mesh
 from .material import relief_material
+from .moving_relief import (drive_frame, height_sequence, heights_folder, play_frames, set_scene_frames,
+                            write_height_frames)
 from .prediction import PredictionJob
-from .relief import bake, evaluated_face_count, float_image, orthographic_relief, perspective_relief, relief_modifier
+from .relief import (bake, evaluated_face_count, float_image, orthographic_relief, perspective_relief, relief_modifier,
+                     relief_object)
+from .sequence_prediction import SequencePredictionJob
 
 PHOTO_FILTER = "*.jpg;*.jpeg;*.png;*.tif;*.tiff;*.bmp;*.webp"
+MOVIE_FILTER = ";".join(f"*{suffix}" for suffix in sorted(VIDEO_SUFFIXES))
 MIN_FACE_SHARE = 0.02  # a build keeping less of its grid than this is cancelled: nothing useful would be left
 MIN_MATTE_SHARE = 0.02  # a matte covering less of the photo than this is not used for alpha
 
@@ -139,8 +149,8 @@ class MapSource:
         return {task: path for task in ("normal", "matte") if (path := kept_maps.file_of(folder, self.photo(), task))}
 
 
-class ReliefShape:
-    """How the maps become a relief: resolution, size in millimetres, depth compression, smoothing, detail."""
+class ReliefHeights:
+    """How a depth map becomes heights: resolution, size in millimetres, depth compression, smoothing."""
 
     resolution: IntProperty(name="Resolution", default=512, min=8, max=4096,
                             description="Vertices along the longest side; the photo's aspect is kept and every "
@@ -158,6 +168,18 @@ class ReliefShape:
                                         description="How strongly the depth is compressed")
     smoothing: FloatProperty(name="Smoothing (%)", default=0.0, min=0.0, soft_max=5.0,
                              description="Blur the heights by this percentage of the longest side")
+
+    def draw_heights(self, column):
+        column.prop(self, "invert")
+        column.prop(self, "compression")
+        if self.compression != "NONE":
+            column.prop(self, "compression_strength")
+        column.prop(self, "smoothing")
+
+
+class ReliefShape(ReliefHeights):
+    """ReliefHeights, and the fine shape the predicted normals add."""
+
     detail: FloatProperty(name="Detail from normals", default=0.0, min=0.0, soft_max=4.0,
                           description="Add the fine shape the predicted normals show (0 = off)")
 
@@ -169,7 +191,89 @@ class ReliefShape:
                               self.smoothing / 100.0, normals if self.detail else None, self.detail, cell_size)
 
 
-class GENPERCEPT_OT_build_relief(MapSource, ReliefShape, bpy.types.Operator):
+class ReliefBody:
+    """An open sheet with steep faces cut, or a closed solid."""
+
+    solid: BoolProperty(name="Closed solid", default=False,
+                        description="Side walls down to a flat base: one watertight piece for printing and milling; "
+                                    "the scene's length unit becomes the millimetre")
+    base_mm: FloatProperty(name="Base (mm)", default=3.0, min=0.1, soft_max=50.0,
+                           description="Closed solid: thickness under the relief's lowest point")
+    edge_angle: FloatProperty(name="Edge cut angle", default=80.0, min=0.0, max=90.0,
+                              description="Relief: faces steeper than this are cut (90 keeps all)")
+
+    def draw_body(self, column):
+        column.prop(self, "solid")
+        if self.solid:
+            column.prop(self, "base_mm")
+        else:
+            column.prop(self, "edge_angle")
+
+    def relief_sizes(self, context) -> dict:
+        """The relief modifier's size inputs in scene units (a solid first makes the millimetre the scene's unit)."""
+        if self.solid:
+            use_millimetres(context)
+        return {"height": millimetres(context, self.height_mm), "width": millimetres(context, self.width_mm),
+                "base": millimetres(context, self.base_mm), "solid": self.solid, "edge_angle": self.edge_angle}
+
+    def check_faces_left(self, obj, rows, columns, cut_by_matte=False):
+        """Remove ``obj`` and raise MapError when the cuts left almost none of its grid's faces."""
+        grid_faces = (rows - 1) * (columns - 1)
+        faces = evaluated_face_count(obj)
+        if faces < MIN_FACE_SHARE * grid_faces:
+            remove_relief(obj)
+            reason = "the matte cut" if cut_by_matte else f"the edge cut angle ({self.edge_angle:g}°)"
+            raise maps.MapError(f"{reason} left {faces} of {grid_faces} faces, so nothing was built: "
+                                + ("lower the matte threshold or set Matte to Ignore" if cut_by_matte else
+                                   "raise the edge cut angle (90 keeps every face)"))
+
+
+class BackgroundPrediction:
+    """Runs a prediction job beside the UI (interactive runs): a progress bar and status line, Esc cancels; when the
+    job has finished, the operator's ``prediction_done(context, result)`` builds."""
+
+    _job = None
+    _timer = None
+
+    def run_beside_ui(self, context, job):
+        self._job = job
+        wm = context.window_manager
+        self._timer = wm.event_timer_add(0.1, window=context.window)
+        wm.modal_handler_add(self)
+        wm.progress_begin(0, 100)
+        self._status(context, 0.0)
+        return {"RUNNING_MODAL"}
+
+    def _status(self, context, progress: float):
+        context.window_manager.progress_update(int(progress * 100))
+        context.workspace.status_text_set(f"GenPercept: {self._job.status()}: {progress * 100:.0f} % (Esc cancels)")
+
+    def modal(self, context, event):
+        if event.type == "ESC":
+            self._job.cancel()
+            self._finish_modal(context)
+            self.report({"WARNING"}, "GenPercept: prediction cancelled")
+            return {"CANCELLED"}
+        if event.type != "TIMER":
+            return {"PASS_THROUGH"}
+        if not self._job.done():
+            self._status(context, self._job.progress)
+            return {"RUNNING_MODAL"}
+        self._finish_modal(context)
+        try:
+            self.prediction_done(context, self._job.wait())
+        except maps.MapError as error:
+            self.report({"ERROR"}, str(error))
+            return {"CANCELLED"}
+        return {"FINISHED"}
+
+    def _finish_modal(self, context):
+        context.window_manager.event_timer_remove(self._timer)
+        context.window_manager.progress_end()
+        context.workspace.status_text_set(None)
+
+
+class GENPERCEPT_OT_build_relief(BackgroundPrediction, MapSource, ReliefShape, ReliefBody, bpy.types.Operator):
     """Build a relief (an editable mesh, or a closed solid for printing and milling) from a photo's depth, with the
     photo and its normals as material"""
 
@@ -180,13 +284,6 @@ class GENPERCEPT_OT_build_relief(MapSource, ReliefShape, bpy.types.Operator):
     projection: EnumProperty(name="Projection", items=[
         ("RELIEF", "Relief", "Orthographic bas-relief: height along +Z on a flat grid"),
         ("PERSPECTIVE", "Perspective", "Unproject through a pinhole camera; a matching camera is created")])
-    solid: BoolProperty(name="Closed solid", default=False,
-                        description="Side walls down to a flat base: one watertight piece for printing and milling; "
-                                    "the scene's length unit becomes the millimetre")
-    base_mm: FloatProperty(name="Base (mm)", default=3.0, min=0.1, soft_max=50.0,
-                           description="Closed solid: thickness under the relief's lowest point")
-    edge_angle: FloatProperty(name="Edge cut angle", default=80.0, min=0.0, max=90.0,
-                              description="Relief: faces steeper than this are cut (90 keeps all)")
     fov_from_photo: BoolProperty(name="Field of view from photo", default=True,
                                  description="Read the field of view from the photo's EXIF focal length when present")
     fov: FloatProperty(name="Field of view", default=DEFAULT_FOV_DEGREES, min=1.0, max=170.0,
@@ -201,9 +298,6 @@ class GENPERCEPT_OT_build_relief(MapSource, ReliefShape, bpy.types.Operator):
     plain_mesh: BoolProperty(name="Plain mesh", default=False,
                              description="Relief: apply the Geometry Nodes set-up now; off keeps it editable")
 
-    _job = None
-    _timer = None
-
     def draw(self, context):
         layout = self.layout
         layout.use_property_split = True
@@ -217,11 +311,7 @@ class GENPERCEPT_OT_build_relief(MapSource, ReliefShape, bpy.types.Operator):
         if self.projection == "RELIEF":
             column.prop(self, "width_mm")
             column.prop(self, "height_mm")
-            column.prop(self, "solid")
-            if self.solid:
-                column.prop(self, "base_mm")
-            else:
-                column.prop(self, "edge_angle")
+            self.draw_body(column)
         else:
             column.prop(self, "fov_from_photo")
             column.prop(self, "fov")
@@ -230,11 +320,7 @@ class GENPERCEPT_OT_build_relief(MapSource, ReliefShape, bpy.types.Operator):
             column.prop(self, "far")
             column.prop(self, "edge_tolerance")
         column = layout.column(heading="Depth")
-        column.prop(self, "invert")
-        column.prop(self, "compression")
-        if self.compression != "NONE":
-            column.prop(self, "compression_strength")
-        column.prop(self, "smoothing")
+        self.draw_heights(column)
         column.prop(self, "detail")
         layout.prop(self, "matte_mode")
         if self.matte_mode == "CUT":
@@ -268,44 +354,12 @@ class GENPERCEPT_OT_build_relief(MapSource, ReliefShape, bpy.types.Operator):
         model, python, base = model_settings(context)
         folder = self.kept_folder(context)
         missing = [t for t in self.wanted_tasks() if t not in kept_maps.kept(folder, self.photo(), self.wanted_tasks())]
-        self._job = PredictionJob(self.photo(), missing, folder, model, python, base, comfyui_server(context))
-        wm = context.window_manager
-        self._timer = wm.event_timer_add(0.1, window=context.window)
-        wm.modal_handler_add(self)
-        wm.progress_begin(0, 100)
-        self._status(context, 0.0)
-        return {"RUNNING_MODAL"}
+        return self.run_beside_ui(context, PredictionJob(self.photo(), missing, folder, model, python, base,
+                                                         comfyui_server(context)))
 
-    def _status(self, context, progress: float):
-        context.window_manager.progress_update(int(progress * 100))
-        context.workspace.status_text_set(f"GenPercept: predicting {', '.join(self._job.tasks)}: "
-                                          f"{progress * 100:.0f} % (Esc cancels)")
-
-    def modal(self, context, event):
-        if event.type == "ESC":
-            self._job.cancel()
-            self._finish_modal(context)
-            self.report({"WARNING"}, "GenPercept: prediction cancelled")
-            return {"CANCELLED"}
-        if event.type != "TIMER":
-            return {"PASS_THROUGH"}
-        if not self._job.done():
-            self._status(context, self._job.progress)
-            return {"RUNNING_MODAL"}
-        self._finish_modal(context)
-        try:
-            predicted = self._job.wait()
-            self._build(context, {**kept_maps.kept(self.kept_folder(context), self.photo(), self.wanted_tasks()),
-                                  **predicted})
-        except maps.MapError as error:
-            self.report({"ERROR"}, str(error))
-            return {"CANCELLED"}
-        return {"FINISHED"}
-
-    def _finish_modal(self, context):
-        context.window_manager.event_timer_remove(self._timer)
-        context.window_manager.progress_end()
-        context.workspace.status_text_set(None)
+    def prediction_done(self, context, predicted):
+        self._build(context, {**kept_maps.kept(self.kept_folder(context), self.photo(), self.wanted_tasks()),
+                              **predicted})
 
     # ---------------------------------------------------------- building
 
@@ -325,10 +379,7 @@ class GENPERCEPT_OT_build_relief(MapSource, ReliefShape, bpy.types.Operator):
         else:
             obj, camera = self._perspective(context, depth, matte, material)
             created = [camera]
-        for item in context.view_layer.objects.selected:
-            item.select_set(False)
-        obj.select_set(True)
-        context.view_layer.objects.active = obj
+        make_active(context, obj)
         for item in created:
             context.collection.objects.link(item)
         self.report({"INFO"}, f"GenPercept: built {obj.name}")
@@ -346,24 +397,13 @@ class GENPERCEPT_OT_build_relief(MapSource, ReliefShape, bpy.types.Operator):
         return matte
 
     def _relief(self, context, depth, normals, matte, material):
-        if self.solid:
-            use_millimetres(context)
+        sizes = self.relief_sizes(context)
         heights = self.heights(context, depth, normals)
         cut = self.matte_mode == "CUT" and matte is not None
-        obj = orthographic_relief(
-            self.relief_name(), heights,
-            resample(matte, *heights.shape) if cut else None, height=millimetres(context, self.height_mm),
-            width=millimetres(context, self.width_mm), base=millimetres(context, self.base_mm), solid=self.solid,
-            edge_angle=self.edge_angle, matte_threshold=self.matte_threshold if cut else 0.0, material=material)
+        obj = orthographic_relief(self.relief_name(), heights, resample(matte, *heights.shape) if cut else None,
+                                  matte_threshold=self.matte_threshold if cut else 0.0, material=material, **sizes)
         context.collection.objects.link(obj)
-        grid_faces = (heights.shape[0] - 1) * (heights.shape[1] - 1)
-        faces = evaluated_face_count(obj)
-        if faces < MIN_FACE_SHARE * grid_faces:
-            remove_relief(obj)
-            reason = "the matte cut" if cut else f"the edge cut angle ({self.edge_angle:g}°)"
-            raise maps.MapError(f"{reason} left {faces} of {grid_faces} faces, so nothing was built: "
-                                + ("lower the matte threshold or set Matte to Ignore" if cut else
-                                   "raise the edge cut angle (90 keeps every face)"))
+        self.check_faces_left(obj, *heights.shape, cut_by_matte=cut)
         if self.plain_mesh:
             bake(obj)
         return obj
@@ -406,6 +446,14 @@ def check_map_sizes(predicted):
                                 f"{depth.shape[1]}x{depth.shape[0]}; use maps of the same photo")
 
 
+def make_active(context, obj):
+    """Select just ``obj`` and make it the active object."""
+    for item in context.view_layer.objects.selected:
+        item.select_set(False)
+    obj.select_set(True)
+    context.view_layer.objects.active = obj
+
+
 def use_millimetres(context):
     """Make the millimetre the scene's length unit (1 unit = 1 mm) when it still has Blender's default metre, so a
     solid's sizes read and export as set."""
@@ -419,6 +467,117 @@ def remove_relief(obj):
     bpy.data.objects.remove(obj)
     if mesh.users == 0:
         bpy.data.meshes.remove(mesh)
+
+
+class GENPERCEPT_OT_build_moving_relief(BackgroundPrediction, ReliefHeights, ReliefBody, bpy.types.Operator):
+    """Build one relief whose shape follows an image sequence or a movie along the timeline: depth predicted per
+    frame, steady along the motion, with the frames as its colour"""
+
+    bl_idname = "genpercept.build_moving_relief"
+    bl_label = "Moving Relief from Frames"
+    bl_options = {"REGISTER", "UNDO", "PRESET"}
+
+    filepath: StringProperty(name="Frames or movie", subtype="FILE_PATH", options={"SKIP_SAVE"},
+                             description="A movie, a folder of numbered frames, or one of the frames (its numbered "
+                                         "siblings come with it)")
+    directory: StringProperty(subtype="DIR_PATH", options={"SKIP_SAVE", "HIDDEN"})
+    files: CollectionProperty(type=bpy.types.OperatorFileListElement, options={"SKIP_SAVE", "HIDDEN"})
+    filter_glob: StringProperty(default=f"{PHOTO_FILTER};{MOVIE_FILTER}", options={"HIDDEN"})
+    steadiness: FloatProperty(name="Steadiness", default=DEFAULT_STEADINESS, min=0.0, max=0.95,
+                              description="How much of the previous frame's depth a pixel the motion can follow "
+                                          "keeps: higher is calmer, lower follows changes sooner (0 = each frame "
+                                          "on its own). Changing it predicts again")
+
+    _sequence = None  # the chosen frames (core's FrameSequence), while the operator runs
+    _folder = None  # their kept maps
+
+    def draw(self, context):
+        layout = self.layout
+        layout.use_property_split = True
+        column = layout.column(heading="Shape")
+        for name in ("resolution", "width_mm", "height_mm"):
+            column.prop(self, name)
+        self.draw_body(column)
+        column = layout.column(heading="Depth")
+        self.draw_heights(column)
+        column.prop(self, "steadiness")
+
+    def invoke(self, context, event):
+        if not self.filepath and not self.files:
+            context.window_manager.fileselect_add(self)
+            return {"RUNNING_MODAL"}
+        return self.execute(context)
+
+    def execute(self, context):
+        try:
+            self._sequence = self.sequence()
+            self._folder = self.kept_folder(context)
+            if kept_maps.kept_sequence(self._folder, self._sequence.count) is None:
+                model, _, base = model_settings(context)
+                job = SequencePredictionJob(self._sequence, self._folder, model, base, self.steadiness)
+                if not bpy.app.background and not self.is_repeat():
+                    return self.run_beside_ui(context, job)
+                job.wait()
+            self._build(context)
+        except maps.MapError as error:
+            self.report({"ERROR"}, str(error))
+            return {"CANCELLED"}
+        return {"FINISHED"}
+
+    def prediction_done(self, context, _depth_files):
+        self._build(context)
+
+    def sequence(self):
+        """The chosen frames (core's ``FrameSequence``)."""
+        selected = [os.path.join(bpy.path.abspath(self.directory), item.name) for item in self.files if item.name]
+        path = bpy.path.abspath(self.filepath) if self.filepath else bpy.path.abspath(self.directory)
+        if not path and not selected:
+            raise maps.MapError("choose a movie, a folder of numbered frames, or the frames themselves")
+        try:
+            from genpercept_bundle.frame_sequences import open_sequence
+
+            return open_sequence(path, selected)
+        except ImportError as error:
+            raise maps.MapError(f"reading frames needs Pillow and OpenCV inside Blender ({error})") from error
+        except GenPerceptError as error:
+            raise maps.MapError(str(error)) from error
+
+    def kept_folder(self, context):
+        if comfyui_server(context)[0]:
+            raise maps.MapError("a moving relief is predicted on this computer, not on a ComfyUI server: clear the "
+                                "ComfyUI server in the add-on preferences to make one")
+        model, _, base = model_settings(context)
+        return kept_maps.sequence_folder_for(self._sequence, self.steadiness, model, base)
+
+    def _build(self, context):
+        sequence, name = self._sequence, self._sequence.name
+        depth_files = kept_maps.kept_sequence(self._folder, sequence.count)
+        heights = self._heights(context, depth_files)
+        settings = {"grid": heights.shape[1:], "invert": self.invert, "compression": self.compression,
+                    "strength": self.compression_strength, "smoothing": self.smoothing}
+        height_files = write_height_frames(heights_folder(self._folder, settings), heights)
+        material = relief_material(name, sequence.first_file)
+        play_frames(material, sequence)
+        obj = relief_object(name, height_sequence(name, height_files[0]), material=material,
+                            **self.relief_sizes(context))
+        context.collection.objects.link(obj)
+        drive_frame(obj, relief_modifier(obj), sequence.count)
+        set_scene_frames(context.scene, sequence)
+        self.check_faces_left(obj, *heights.shape[1:])
+        make_active(context, obj)
+        self.report({"INFO"}, f"GenPercept: built {obj.name}, moving over frames 1 to {sequence.count}")
+
+    def _heights(self, context, depth_files):
+        """Every frame's heights [frames, rows, columns] from the kept depth maps, read one at a time."""
+        depths = (maps.load_map(str(path), "depth") for path in depth_files)
+        first = next(depths)
+        check_map_sizes({"depth": first})
+        rows, columns = grid_shape(*first.shape, self.resolution)
+        try:
+            return sequence_heights(itertools.chain([first], depths), rows, columns, self.invert,
+                                    self.compression.lower(), self.compression_strength, self.smoothing / 100.0)
+        except GenPerceptError as error:
+            raise maps.MapError(str(error)) from error
 
 
 class GENPERCEPT_OT_displace_mesh(MapSource, ReliefShape, bpy.types.Operator):
@@ -574,5 +733,6 @@ class GENPERCEPT_OT_check_setup(bpy.types.Operator):
         return {"FINISHED"}
 
 
-OPERATORS = (GENPERCEPT_OT_build_relief, GENPERCEPT_OT_displace_mesh, GENPERCEPT_OT_bake_relief,
-             GENPERCEPT_OT_export_relief, GENPERCEPT_OT_export_height_map, GENPERCEPT_OT_check_setup)
+OPERATORS = (GENPERCEPT_OT_build_relief, GENPERCEPT_OT_build_moving_relief, GENPERCEPT_OT_displace_mesh,
+             GENPERCEPT_OT_bake_relief, GENPERCEPT_OT_export_relief, GENPERCEPT_OT_export_height_map,
+             GENPERCEPT_OT_check_setup)

@@ -89,6 +89,9 @@ class PredictionJob:
         within = min(running / expected, 0.99) if expected else 1.0 - math.exp(-running / 40.0)
         return min((self._task + within) / len(self._blocks), 0.99)
 
+    def status(self) -> str:
+        return f"predicting {', '.join(self.tasks)}"
+
     def done(self) -> bool:
         return not self.thread.is_alive()
 

@@ -5,6 +5,8 @@
   either cuts faces steeper than the edge angle and outside the matte (an open sheet), or closes it into a
   solid: side walls down to a flat base, one watertight piece for printing and milling. Its inputs (height,
   base, width, cut angle, matte threshold, solid) stay editable in the modifier panel; ``bake`` makes a plain mesh.
+  A moving relief's height image is an image sequence, and its Frame input (driven by the scene's frame) picks
+  the frame's heights.
 - Perspective unprojection: a real mesh in camera space, X = (u - cx) / f * Z, Y = -(v - cy) / f * Z,
   with Z between the near and far distances; a camera with the same field of view sits at the origin.
 
@@ -21,8 +23,9 @@ from genpercept_bundle.conventions import near_bright
 from genpercept_bundle.relief_heights import grid_shape, resample
 
 NODE_GROUP = "GenPercept Relief"
-NODE_GROUP_VERSION = 4  # bumped when the group's sockets or nodes change: older files get a new group
+NODE_GROUP_VERSION = 5  # bumped when the group's sockets or nodes change: older files get a new group
 MODIFIER = "GenPercept Relief"
+FRAMES_PROPERTY = "GenPercept frames"  # on a moving relief: how many frames its height image sequence has
 FAR_BELOW = 1e6  # relief units: where the walls are extruded to before their feet are set onto z = 0
 SEAM = 1e-4  # relief units: how close the base's outline and the walls' feet must be to be welded
 
@@ -48,6 +51,8 @@ _SOCKETS = [
     ("Edge Angle", "NodeSocketFloat", 80.0, "Sheet: faces steeper than this (degrees from flat) are cut; 90 keeps all"),
     ("Matte Threshold", "NodeSocketFloat", 0.0, "Faces where the matte is below this are cut (0 keeps all)"),
     ("Heights", "NodeSocketImage", None, "Height image, one texel per vertex (1 = nearest)"),
+    ("Frame", "NodeSocketInt", 1, "The frame of an image-sequence height image (a moving relief's: driven by the "
+                                  "scene frame); a still image has one"),
     ("Matte", "NodeSocketImage", None, "Matte image of the same size (1 = foreground)"),
     ("Material", "NodeSocketMaterial", None, "Material of the relief"),
 ]
@@ -81,12 +86,19 @@ class _Nodes:
         else:
             self.link(value, socket)
 
-    def sample(self, image_socket, vector):
+    def sample(self, image_socket, vector, frame):
         node = self.new("GeometryNodeImageTexture")
         node.interpolation, node.extension = "Closest", "EXTEND"  # one texel per vertex, sampled at its centre
         self.link(image_socket, node.inputs["Image"])
         self.link(vector, node.inputs["Vector"])
+        self.link(frame, node.inputs["Frame"])
         return node.outputs["Color"]
+
+    def image_info(self, image_socket, frame):
+        node = self.new("GeometryNodeImageInfo")
+        self.link(image_socket, node.inputs["Image"])
+        self.link(frame, node.inputs["Frame"])
+        return node.outputs
 
     def xyz(self, **components):
         node = self.new("ShaderNodeCombineXYZ")
@@ -126,9 +138,8 @@ def relief_node_group() -> "bpy.types.GeometryNodeTree":
     nodes = _Nodes(tree)
     group_in, group_out = nodes.new("NodeGroupInput").outputs, nodes.new("NodeGroupOutput")
     # A grid of one vertex per height texel, Width wide, the image's aspect.
-    size = nodes.node("GeometryNodeImageInfo")
-    nodes.link(group_in["Heights"], size.inputs["Image"])
-    columns, rows = size.outputs["Width"], size.outputs["Height"]
+    size = nodes.image_info(group_in["Heights"], group_in["Frame"])
+    columns, rows = size["Width"], size["Height"]
     depth_side = nodes.math("MULTIPLY", group_in["Width"],
                             nodes.math("DIVIDE", nodes.math("SUBTRACT", rows, 1), nodes.math("SUBTRACT", columns, 1)))
     grid = nodes.node("GeometryNodeMeshGrid", {"Size X": group_in["Width"], "Size Y": depth_side,
@@ -137,8 +148,8 @@ def relief_node_group() -> "bpy.types.GeometryNodeTree":
                                                               "Value": grid.outputs["UV Map"]})
     store_uv.data_type, store_uv.domain = "FLOAT2", "CORNER"
     texel = _texel_at_position(nodes, group_in["Width"], depth_side, columns, rows)
-    height = nodes.math("MULTIPLY", nodes.sample(group_in["Heights"], texel), group_in["Height"])
-    matte = _matte_or_one(nodes, group_in["Matte"], texel)
+    height = nodes.math("MULTIPLY", nodes.sample(group_in["Heights"], texel, group_in["Frame"]), group_in["Height"])
+    matte = _matte_or_one(nodes, group_in["Matte"], texel, group_in["Frame"])
     sheet = _sheet(nodes, group_in, store_uv.outputs[0], height, matte)
     solid = _solid(nodes, group_in, store_uv.outputs[0], height, matte)
     choose = nodes.node("GeometryNodeSwitch", {"Switch": group_in["Solid"], "False": sheet, "True": solid})
@@ -162,12 +173,10 @@ def _texel_at_position(nodes: _Nodes, width, depth_side, columns, rows):
     return nodes.xyz(X=texel(x, width, columns), Y=texel(y, depth_side, rows))
 
 
-def _matte_or_one(nodes: _Nodes, image, texel):
+def _matte_or_one(nodes: _Nodes, image, texel, frame):
     """The matte under a vertex; 1 (keep everything) when the relief has no matte image."""
-    size = nodes.node("GeometryNodeImageInfo")
-    nodes.link(image, size.inputs["Image"])
-    has_matte = nodes.math("GREATER_THAN", size.outputs["Width"], 0.5)
-    return nodes.math("ADD", nodes.math("MULTIPLY", nodes.sample(image, texel), has_matte),
+    has_matte = nodes.math("GREATER_THAN", nodes.image_info(image, frame)["Width"], 0.5)
+    return nodes.math("ADD", nodes.math("MULTIPLY", nodes.sample(image, texel, frame), has_matte),
                       nodes.math("SUBTRACT", 1.0, has_matte))
 
 
@@ -219,8 +228,14 @@ def orthographic_relief(name, heights, matte=None, height=0.2, width=1.0, base=0
                         matte_threshold=0.0, material=None):
     """An object whose Geometry Nodes modifier is the relief of ``heights`` ([rows, columns] in [0, 1], 1 = nearest:
     ``genpercept_bundle.relief_heights``); ``matte`` at the same grid (or None). Returns the object."""
-    height_image = float_image(f"{name} heights", heights)
     matte_image = float_image(f"{name} matte", matte) if matte is not None else None
+    return relief_object(name, float_image(f"{name} heights", heights), matte_image, height, width, base, solid,
+                         edge_angle, matte_threshold, material)
+
+
+def relief_object(name, height_image, matte_image=None, height=0.2, width=1.0, base=0.0, solid=False,
+                  edge_angle=80.0, matte_threshold=0.0, material=None):
+    """``orthographic_relief`` of a height image (a still image, or a moving relief's image sequence)."""
     obj = bpy.data.objects.new(name, bpy.data.meshes.new(name))
     modifier = obj.modifiers.new(MODIFIER, "NODES")
     modifier.node_group = relief_node_group()
@@ -251,10 +266,15 @@ def modifier_input(modifier, name):
 
 
 def bake(obj) -> "bpy.types.Object":
-    """Replace the relief modifier by the mesh it makes (for export, sculpting, CNC)."""
+    """Replace the relief modifier by the mesh it makes (for export, sculpting, CNC); a moving relief keeps the
+    shape of the current frame."""
     depsgraph = bpy.context.evaluated_depsgraph_get()
     mesh = bpy.data.meshes.new_from_object(obj.evaluated_get(depsgraph))
     old = obj.data
+    for driver in list(obj.animation_data.drivers if obj.animation_data else []):
+        if driver.data_path.startswith("modifiers["):  # a moving relief's frame driver goes with its modifier
+            obj.animation_data.drivers.remove(driver)
+    obj.pop(FRAMES_PROPERTY, None)
     obj.modifiers.clear()
     obj.data = mesh
     if old.users == 0:

@@ -6,7 +6,7 @@ from bpy.props import StringProperty
 from genpercept_bundle.comfyui_bridge import EMBEDDED
 
 from . import kept_maps
-from .operators import OPERATORS, GENPERCEPT_OT_build_relief
+from .operators import OPERATORS, GENPERCEPT_OT_build_moving_relief, GENPERCEPT_OT_build_relief
 
 
 class GENPERCEPT_AP_preferences(bpy.types.AddonPreferences):
@@ -51,6 +51,8 @@ class GENPERCEPT_PT_relief(bpy.types.Panel):
     def draw(self, context):
         column = self.layout.column(align=True)
         column.operator(GENPERCEPT_OT_build_relief.bl_idname, text="Relief from Photo...", icon="IMAGE_DATA")
+        column.operator(GENPERCEPT_OT_build_moving_relief.bl_idname, text="Moving Relief from Frames...",
+                        icon="FILE_MOVIE")
         column.operator("genpercept.displace_mesh", text="Displace Selected...", icon="MOD_DISPLACE")
         column = self.layout.column(align=True)
         column.operator("genpercept.bake_relief", icon="MESH_DATA")
@@ -60,10 +62,13 @@ class GENPERCEPT_PT_relief(bpy.types.Panel):
 
 def menu_import(self, context):
     self.layout.operator(GENPERCEPT_OT_build_relief.bl_idname, text="Relief from Photo (GenPercept)")
+    self.layout.operator(GENPERCEPT_OT_build_moving_relief.bl_idname, text="Moving Relief from Frames (GenPercept)")
 
 
 def menu_add_mesh(self, context):
     self.layout.operator(GENPERCEPT_OT_build_relief.bl_idname, text="Relief from Photo", icon="IMAGE_DATA")
+    self.layout.operator(GENPERCEPT_OT_build_moving_relief.bl_idname, text="Moving Relief from Frames",
+                         icon="FILE_MOVIE")
 
 
 MENUS = (("TOPBAR_MT_file_import", menu_import), ("VIEW3D_MT_mesh_add", menu_add_mesh))

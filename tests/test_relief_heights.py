@@ -5,7 +5,8 @@ import pytest
 
 from genpercept_bundle.errors import GenPerceptError
 from genpercept_bundle.relief_heights import (COMPRESSIONS, compress, coverage, gradients, grid_shape, integrate,
-                                              normal_detail, relief_heights, resample, smooth)
+                                              normal_detail, relief_heights, resample, sequence_heights,
+                                              smooth)
 
 
 def test_grid_keeps_the_aspect_with_the_resolution_along_the_longest_side():
@@ -94,3 +95,23 @@ def test_coverage():
     matte = np.zeros((10, 10), np.float32)
     matte[:2] = 1
     assert coverage(matte, 0.5) == pytest.approx(0.2)
+
+
+@pytest.mark.parametrize("method", COMPRESSIONS)
+def test_a_sequence_shares_one_scale_and_a_single_frame_is_a_relief(method):
+    """Frame 2 is frame 1 at half the depth range: stretched on its own it would match frame 1 (the relief would
+    pump); in the sequence it stays lower. One frame alone is exactly ``relief_heights``."""
+    rng = np.random.default_rng(3)
+    y, x = np.mgrid[0:30, 0:40] / 40.0
+    first = (0.1 + 0.8 * x + 0.01 * rng.standard_normal((30, 40))).astype(np.float32)
+    second = (0.5 + 0.5 * (first - 0.5)).astype(np.float32)
+    frames = sequence_heights(iter([first, second]), 15, 20, compression=method, strength=1.0, smoothing=0.01)
+    assert frames.shape == (2, 15, 20) and frames.min() == 0.0 and frames.max() == 1.0
+    assert np.ptp(frames[1]) < 0.8 * np.ptp(frames[0])
+    np.testing.assert_allclose(sequence_heights([first], 15, 20, compression=method, smoothing=0.01)[0],
+                               relief_heights(first, 15, 20, compression=method, smoothing=0.01), atol=1e-6)
+
+
+def test_a_sequence_needs_depth_maps():
+    with pytest.raises(GenPerceptError, match="no depth maps"):
+        sequence_heights(iter([]), 4, 4)

@@ -80,23 +80,30 @@ def normalise(heights: np.ndarray) -> np.ndarray:
 
 def compress(heights: np.ndarray, method: str, strength: float = 1.0) -> np.ndarray:
     """Depth compression of heights in [0, 1] (COMPRESSION_HELP says what each ``method`` does); returns [0, 1]."""
+    return normalise(_compressed(heights, method, strength))
+
+
+def _compressed(heights: np.ndarray, method: str, strength: float) -> np.ndarray:
+    """``compress`` before the stretch to [0, 1], so the frames of a sequence can share one stretch. The bas-relief's
+    re-integrated field keeps the mean of ``heights`` (integration loses it), so frames stay level with each
+    other."""
     if method not in COMPRESSIONS:
         raise GenPerceptError(f"depth compression must be one of {', '.join(COMPRESSIONS)}, got {method!r}")
     if strength < 0:
         raise GenPerceptError(f"the compression strength must be 0 or more, got {strength}")
     if method == "none" or strength == 0:
-        return normalise(heights)
+        return heights.astype(np.float32)
     if method == "gamma":
-        return normalise(np.clip(heights, 0, 1) ** (1.0 + strength))
+        return np.clip(heights, 0, 1) ** (1.0 + strength)
     if method == "log":
         k = 10.0 ** strength
-        return normalise(np.log1p(k * np.clip(heights, 0, 1)) / math.log1p(k))
+        return np.log1p(k * np.clip(heights, 0, 1)) / math.log1p(k)
     gx, gy = gradients(heights)
     magnitude = np.hypot(gx, gy)
     typical = float(np.median(magnitude[magnitude > 0])) if np.any(magnitude > 0) else 1.0
     a = strength / max(typical, 1e-9)
     scale = np.where(magnitude > 0, np.log1p(a * magnitude) / (a * np.maximum(magnitude, 1e-12)), 1.0)
-    return normalise(integrate(gx * scale, gy * scale))
+    return integrate(gx * scale, gy * scale) + float(heights.mean())
 
 
 def smooth(heights: np.ndarray, radius: float) -> np.ndarray:
@@ -178,18 +185,36 @@ def relief_heights(depth: np.ndarray, rows: int, columns: int, invert: bool = Fa
     fraction of the longest side) -> add ``detail`` x the normals' fine shape (``normals`` [H,W,3], a cell being
     ``cell_size`` relief heights wide) -> stretch to [0, 1].
     """
-    if depth.ndim != 2:
-        raise GenPerceptError(f"a depth map is [H,W], got shape {depth.shape}")
-    heights = resample(depth if invert else near_bright(depth), rows, columns)
-    heights = compress(normalise(heights), compression, strength)
-    radius = smoothing * max(rows, columns)
-    heights = smooth(heights, radius)
-    if detail and normals is not None:
-        if normals.shape[:2] != depth.shape:
-            raise GenPerceptError(f"the normal map is {normals.shape[1]}x{normals.shape[0]} but the depth map is "
-                                  f"{depth.shape[1]}x{depth.shape[0]}; use maps of the same photo")
-        grid_normals = resample(normals, rows, columns)
-        heights = heights + detail * normal_detail(grid_normals, cell_size, max(2.0, 0.02 * max(rows, columns)))
+    return sequence_heights([depth], rows, columns, invert, compression, strength, smoothing,
+                            None if normals is None else [normals], detail, cell_size)[0]
+
+
+def sequence_heights(depths, rows: int, columns: int, invert: bool = False, compression: str = "none",
+                     strength: float = 1.0, smoothing: float = 0.0, normals=None, detail: float = 0.0,
+                     cell_size: float = 1.0) -> np.ndarray:
+    """``relief_heights`` of every frame of a sequence [frames, rows, columns], with the stretches to [0, 1] shared
+    by all frames (each frame stretched on its own would make a steady scene pump up and down). ``depths`` (and
+    ``normals``): iterables of full-resolution maps, read one at a time; only the grids are kept."""
+    normals = iter(normals) if detail and normals is not None else None
+    grids, normal_grids = [], []
+    for depth in depths:
+        if depth.ndim != 2:
+            raise GenPerceptError(f"a depth map is [H,W], got shape {depth.shape}")
+        grids.append(resample(depth if invert else near_bright(depth), rows, columns))
+        if normals is not None:
+            frame_normals = next(normals)
+            if frame_normals.shape[:2] != depth.shape:
+                raise GenPerceptError(f"the normal map is {frame_normals.shape[1]}x{frame_normals.shape[0]} but the "
+                                      f"depth map is {depth.shape[1]}x{depth.shape[0]}; use maps of the same photo")
+            normal_grids.append(resample(frame_normals, rows, columns))
+    if not grids:
+        raise GenPerceptError("no depth maps: a relief needs at least one")
+    heights = normalise(np.stack(grids))
+    heights = normalise(np.stack([_compressed(frame, compression, strength) for frame in heights]))
+    heights = np.stack([smooth(frame, smoothing * max(rows, columns)) for frame in heights])
+    if normal_grids:
+        radius = max(2.0, 0.02 * max(rows, columns))
+        heights = heights + detail * np.stack([normal_detail(n, cell_size, radius) for n in normal_grids])
     return normalise(heights)
 
 

@@ -561,3 +561,240 @@ def test_predicts_on_a_comfyui_server_when_one_is_set(scene, addon, comfyui_serv
             bpy.ops.genpercept.check_setup()
     finally:
         addon.comfyui_url = ""
+
+
+# ---------------------------------------------------------------- moving reliefs (image sequences and movies)
+
+BOX_SIDE, BOX_STEP = 12, 8  # the box in the synthetic frames: 12 pixels wide, 8 pixels further right each frame
+
+
+def box_frame(index: int) -> np.ndarray:
+    """Frame ``index`` (from 0) of a 64x48 shot: a bright box sliding right over a dark textured background."""
+    rng = np.random.default_rng(7)  # the same background every frame: only the box moves
+    rgb = rng.integers(20, 70, (48, 64, 3)).astype(np.uint8)
+    left = 8 + BOX_STEP * index
+    rgb[18:18 + BOX_SIDE, left:left + BOX_SIDE] = 230
+    return rgb
+
+
+@pytest.fixture
+def box_frames(tmp_path):
+    """Four numbered PNG frames of the sliding box (numbered from 11, as a cut from a longer shot is)."""
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for index in range(4):
+        Image.fromarray(box_frame(index)).save(folder / f"box_{index + 11:04d}.png")
+    return folder
+
+
+class BrightIsNear:
+    """A stand-in predictor whose depth is the frame's darkness (the box is near), so where the relief must rise
+    is known; it runs a few 'network blocks' per frame, as the real one, for progress and Esc."""
+
+    def __init__(self, block_seconds=0.0):
+        self.calls, self.block_seconds = 0, block_seconds
+
+    def iter_predictions(self, frame, tasks, check_interrupt=None):
+        import time
+        from types import SimpleNamespace
+
+        self.calls += 1
+        for _ in range(3):
+            time.sleep(self.block_seconds)
+            check_interrupt()
+        depth = 1.0 - frame.mean(axis=-1).astype(np.float32) / 255.0
+        yield tasks[0], SimpleNamespace(maps=depth[None], provenance={"model": "bright is near"})
+
+
+@pytest.fixture
+def bright_is_near(monkeypatch):
+    fake = BrightIsNear()
+    monkeypatch.setattr(addon_module("maps"), "loaded_predictor", lambda *args, **kwargs: fake)
+    return fake
+
+
+def build_moving(**properties):
+    properties.setdefault("edge_angle", 90.0)
+    return bpy.ops.genpercept.build_moving_relief("EXEC_DEFAULT", **properties)
+
+
+def heights_on_grid(obj, frame, rows=48, columns=64):
+    """The evaluated relief's vertex heights at ``frame`` as a [rows, columns] image (row 0 = top), from the vertices'
+    x, y (a 1 m wide relief)."""
+    bpy.context.scene.frame_set(frame)
+    co, _, _ = evaluated_vertices(obj)
+    column = np.round(co[:, 0] * (columns - 1) + (columns - 1) / 2).astype(int)
+    row = np.round((rows - 1) / 2 - co[:, 1] * (columns - 1)).astype(int)
+    grid = np.full((rows, columns), np.nan, np.float32)
+    grid[row, column] = co[:, 2]
+    return grid
+
+
+def box_columns(index: int) -> slice:
+    """The columns well inside the box in frame ``index``."""
+    left = 8 + BOX_STEP * index
+    return slice(left + 2, left + BOX_SIDE - 2)
+
+
+def test_moving_relief_follows_the_frames_on_the_timeline(scene, box_frames, bright_is_near, tmp_path):
+    assert build_moving(filepath=str(box_frames / "box_0012.png"), resolution=64, width_mm=1000.0,
+                        height_mm=100.0) == {"FINISHED"}
+    assert bright_is_near.calls == 4  # one prediction per frame
+    reliefs = mesh_objects()
+    assert len(reliefs) == 1 and bpy.context.active_object == reliefs[0]  # one object for the whole sequence
+    obj = reliefs[0]
+    assert (scene.frame_start, scene.frame_end, scene.frame_current) == (1, 4, 1)
+    first, third = heights_on_grid(obj, 1), heights_on_grid(obj, 3)
+    assert not np.isnan(first).any() and np.nanmax(first) == pytest.approx(0.1, abs=1e-3)
+    rows = slice(20, 28)
+    # the box is high where it is in each frame, and the relief is low there when it has moved on
+    assert first[rows, box_columns(0)].mean() > third[rows, box_columns(0)].mean() + 0.05
+    assert third[rows, box_columns(2)].mean() > first[rows, box_columns(2)].mean() + 0.05
+    background = (slice(2, 12), slice(2, 60))  # outside the box's path: the same in both frames
+    np.testing.assert_allclose(first[background], third[background], atol=0.01)
+    # the colour plays the frames: frame 1 of the timeline is the file numbered 11
+    shader = next(n for n in obj.data.materials[0].node_tree.nodes if n.type == "BSDF_PRINCIPLED")
+    photo = shader.inputs["Base Color"].links[0].from_node
+    assert photo.image.source == "SEQUENCE" and photo.image_user.frame_offset == 10
+    assert photo.image_user.frame_duration == 4 and photo.image_user.use_auto_refresh
+    # the steady depth of every frame is kept at full resolution, with its provenance
+    kept = sorted(p.name for p in obj_kept_folder().glob("depth/*.exr"))
+    assert kept == [f"frame_{n:06d}_depth.exr" for n in range(1, 5)]
+
+
+def obj_kept_folder():
+    image = addon_module("relief").modifier_input(addon_module("relief").relief_modifier(bpy.context.active_object),
+                                                  "Heights")
+    return Path(bpy.path.abspath(image.filepath)).parents[1]
+
+
+def test_moving_relief_rebuilds_from_its_kept_maps_and_exports_the_current_frame(scene, box_frames, bright_is_near,
+                                                                                 tmp_path):
+    assert build_moving(filepath=str(box_frames), resolution=64, width_mm=120.0, height_mm=20.0) == {"FINISHED"}
+    calls = bright_is_near.calls
+    # rebuilt with other settings (Adjust Last Operation does this): the kept maps, no prediction
+    assert build_moving(filepath=str(box_frames), resolution=64, width_mm=120.0, height_mm=20.0, solid=True,
+                        base_mm=4.0, compression="LOG", smoothing=1.0) == {"FINISHED"}
+    assert bright_is_near.calls == calls
+    obj = bpy.context.active_object
+    assert scene.unit_settings.scale_length == pytest.approx(0.001)  # a solid: 1 unit = 1 mm
+    export = addon_module("export")
+    for frame in (1, 3):
+        scene.frame_set(frame)
+        assert evaluated_topology(obj) == (0, 1, 0)  # a watertight solid on every frame
+        stl = tmp_path / f"frame{frame}.stl"
+        assert bpy.ops.genpercept.export_relief("EXEC_DEFAULT", filepath=str(stl), format="STL") == {"FINISHED"}
+        co, _, _ = evaluated_vertices(obj)
+        written = np.unique(np.round(read_binary_stl(stl).reshape(-1, 3), 3), axis=0)
+        np.testing.assert_allclose(written, np.unique(np.round(co.astype(np.float64), 3), axis=0), atol=2e-3)
+        heights = export.relief_heights_of(obj)
+        assert heights.shape == (48, 64) and heights[20:28, box_columns(frame - 1)].mean() > 0.5
+    assert not np.allclose(read_binary_stl(tmp_path / "frame1.stl"), read_binary_stl(tmp_path / "frame3.stl"))
+
+
+def test_moving_relief_from_a_movie_with_the_embedded_model(scene, tmp_path):
+    cv2 = pytest.importorskip("cv2")
+    movie = tmp_path / "slide.mp4"
+    writer = cv2.VideoWriter(str(movie), cv2.VideoWriter_fourcc(*"mp4v"), 12.0, (64, 48))
+    assert writer.isOpened(), "OpenCV cannot write mp4 here"
+    for index in range(4):
+        writer.write(box_frame(index)[..., ::-1])
+    writer.release()
+    assert build_moving(filepath=str(movie), resolution=64, width_mm=1000.0) == {"FINISHED"}
+    obj = bpy.context.active_object
+    assert (scene.frame_start, scene.frame_end) == (1, 4)
+    assert scene.render.fps / scene.render.fps_base == pytest.approx(12.0)
+    first, third = heights_on_grid(obj, 1), heights_on_grid(obj, 3)
+    assert np.ptp(first) > 0.001 and np.abs(first - third).max() > 0.001  # the shape changes with the frames
+    shader = next(n for n in obj.data.materials[0].node_tree.nodes if n.type == "BSDF_PRINCIPLED")
+    assert shader.inputs["Base Color"].links[0].from_node.image.source == "MOVIE"
+    sidecar = json.loads(next(obj_kept_folder().glob("depth/frame_000003_depth.json")).read_text())
+    assert sidecar["source"] == f"{movie}#frame=2" and sidecar["steadiness"] == pytest.approx(0.7)
+
+
+def test_cancelling_a_sequence_prediction_keeps_nothing(addon, box_frames, monkeypatch, tmp_path):
+    import time
+
+    from genpercept_bundle.frame_sequences import open_sequence
+
+    slow = BrightIsNear(block_seconds=0.05)
+    monkeypatch.setattr(addon_module("maps"), "loaded_predictor", lambda *args, **kwargs: slow)
+    sequence_prediction, kept_maps = addon_module("sequence_prediction"), addon_module("kept_maps")
+    folder = tmp_path / "kept"
+    job = sequence_prediction.SequencePredictionJob(open_sequence(str(box_frames)), folder)
+    while job.frames_done < 2 and not job.done():  # cancel with frames already predicted
+        time.sleep(0.01)
+    assert 0.4 < job.progress < 1.0
+    job.cancel(wait=10.0)
+    assert job.done()
+    with pytest.raises(addon_module("maps").MapError, match="cancelled"):
+        job.wait()
+    assert kept_maps.kept_sequence(folder, 4) is None
+    assert not list(folder.rglob("*")) if folder.exists() else True  # no depth folder, no staging folder
+
+
+@pytest.mark.parametrize("case,message", [
+    ("empty_folder", "holds no images"),
+    ("unreadable_movie", "cannot open .* as a movie"),
+    ("sizes_differ", r"frame 3 \(box_0013.png\) is 32x24 but the first frame is 64x48"),
+    ("nothing_chosen", "choose a movie, a folder of numbered frames"),
+])
+def test_moving_relief_input_errors_are_reported_and_build_nothing(scene, box_frames, bright_is_near, tmp_path,
+                                                                  case, message):
+    path = str(box_frames)
+    if case == "empty_folder":
+        path = str(tmp_path / "empty")
+        os.mkdir(path)
+    elif case == "unreadable_movie":
+        path = str(tmp_path / "broken.mov")
+        Path(path).write_bytes(b"\x00\x00\x00\x14ftypqt  not a movie at all")
+    elif case == "sizes_differ":
+        Image.fromarray(box_frame(2)[::2, ::2]).save(box_frames / "box_0013.png")
+    elif case == "nothing_chosen":
+        path = ""
+    with pytest.raises(RuntimeError, match=message):
+        build_moving(filepath=path)
+    assert not mesh_objects()
+    if case == "sizes_differ":  # two frames were predicted before the odd one: none of them is kept
+        from genpercept_bundle.frame_sequences import open_sequence
+
+        folder = addon_module("kept_maps").sequence_folder_for(open_sequence(path), 0.7)
+        assert not folder.exists() or not list(folder.rglob("*"))
+
+
+def test_cycles_renders_each_frame_of_a_moving_relief(scene, box_frames, bright_is_near, tmp_path):
+    """Seen from above by an orthographic camera, raking light from the left: the box's walls cast their shading
+    where the box is in the frame rendered."""
+    build_moving(filepath=str(box_frames), resolution=64, width_mm=1000.0, height_mm=150.0)
+    obj = bpy.context.active_object
+    obj.data.materials.clear()  # shading only: the frames' colours would show the box without any relief
+    camera = bpy.data.objects.new("top", bpy.data.cameras.new("top"))
+    camera.data.type, camera.data.ortho_scale, camera.location = "ORTHO", 1.0, (0.0, 0.0, 2.0)
+    light = bpy.data.objects.new("sun", bpy.data.lights.new("sun", "SUN"))
+    light.rotation_euler = (0.0, math.radians(75.0), 0.0)  # from +X, low
+    for item in (camera, light):
+        bpy.context.collection.objects.link(item)
+    render = scene.render
+    scene.camera, render.engine = camera, "CYCLES"
+    scene.cycles.device, scene.cycles.samples = "CPU", 1
+    render.resolution_x, render.resolution_y, render.resolution_percentage = 64, 48, 100
+    images = {}
+    for frame in (1, 3):
+        scene.frame_set(frame)
+        render.filepath = str(tmp_path / f"frame{frame}.png")
+        bpy.ops.render.render(write_still=True)
+        images[frame] = np.asarray(Image.open(render.filepath).convert("L"), dtype=np.float32)
+    changed = np.abs(images[1] - images[3]) > 20
+    assert changed.sum() > 100  # the relief rendered differs between the frames...
+    path = np.zeros_like(changed)  # ...on the box's path, from its left edge in frame 1 to its right edge in frame 3
+    path[18 - 2:18 + BOX_SIDE + 2, 8 - 4:8 + 2 * BOX_STEP + BOX_SIDE + 2] = True  # (its shadow falls left)
+    assert changed[path].sum() > 0.9 * changed.sum()
+
+
+def test_a_moving_relief_made_plain_keeps_the_current_frame(scene, box_frames, bright_is_near):
+    build_moving(filepath=str(box_frames), resolution=64, width_mm=1000.0)
+    obj = bpy.context.active_object
+    shown = heights_on_grid(obj, 3)
+    assert bpy.ops.genpercept.bake_relief("EXEC_DEFAULT") == {"FINISHED"}
+    assert not obj.modifiers and not obj.animation_data.drivers  # no driver left pointing at nothing
+    np.testing.assert_allclose(heights_on_grid(obj, 1), shown)  # frame 3's shape, on every frame

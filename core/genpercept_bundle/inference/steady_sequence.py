@@ -75,37 +75,50 @@ def flow_to_previous(frame: np.ndarray, previous: np.ndarray, size: tuple[int, i
     return coordinates, cv2.resize(trusted, (width, height), interpolation=cv2.INTER_LINEAR)
 
 
+class SteadyStream:
+    """``steady_maps`` one frame at a time (a long movie's maps are never held together): ``add`` each frame's map
+    with its frame, in order, and get the frame's steady map back."""
+
+    def __init__(self, task, strength: float = DEFAULT_STRENGTH):
+        self.task = get_task(task)
+        if not 0 <= strength < 1:
+            raise GenPerceptError(f"steadiness must be at least 0 and below 1, got {strength}")
+        if self.task.mirror is None:
+            raise GenPerceptError(f"{self.task.name} maps are colour codes that cannot be mixed between frames")
+        self.strength = strength
+        self._previous = None  # (the previous frame, its steady map before clipping)
+
+    def add(self, own: np.ndarray, frame: np.ndarray) -> np.ndarray:
+        """The steady map of ``own`` (this frame's map, the documented convention) given this uint8 RGB ``frame``."""
+        own = own.astype(np.float32)
+        if self._previous is not None and self.strength > 0:
+            own = self._follow(own, frame, *self._previous)
+        self._previous = (frame, own)
+        return own if self.task.unit_vectors else np.clip(own, 0.0, 1.0)
+
+    def _follow(self, own, frame, previous_frame, previous_steady):
+        cv2 = _cv2()
+        coordinates, trusted = flow_to_previous(frame, previous_frame, own.shape[:2])
+        carried = cv2.remap(previous_steady, coordinates[..., 0], coordinates[..., 1], cv2.INTER_LINEAR,
+                            borderMode=cv2.BORDER_REPLICATE)
+        if self.task.unit_vectors:
+            carried /= np.maximum(np.linalg.norm(carried, axis=-1, keepdims=True), 1e-6)
+            own = own @ fit_rotation(own, carried, trusted).T
+        elif self.task.name in ("depth", "disparity"):
+            fitted = fit_depth_onto(own, carried, weights=trusted)
+            own = own if fitted is None else fitted
+        weight = (self.strength * trusted)[..., None] if own.ndim == 3 else self.strength * trusted
+        mixed = own + weight * (carried - own)
+        if self.task.unit_vectors:
+            mixed /= np.maximum(np.linalg.norm(mixed, axis=-1, keepdims=True), 1e-6)
+        return mixed.astype(np.float32)
+
+
 def steady_maps(task, maps: np.ndarray, frames: np.ndarray, strength: float = DEFAULT_STRENGTH) -> np.ndarray:
     """A sequence's maps [B,H,W] or [B,H,W,3] in the documented convention (depth / disparity in [0,1], unit normals,
     mattes) made steady along the motion of its uint8 RGB ``frames`` [B,h,w,3] (see the module doc); the same shape.
     ``strength`` in [0, 1): how much of the previous frame's map a followed pixel keeps (0 = off)."""
-    task = get_task(task)
-    if not 0 <= strength < 1:
-        raise GenPerceptError(f"steadiness must be at least 0 and below 1, got {strength}")
-    if task.mirror is None:
-        raise GenPerceptError(f"{task.name} maps are colour codes that cannot be mixed between frames")
+    stream = SteadyStream(task, strength)
     if maps.shape[0] != frames.shape[0]:
         raise GenPerceptError(f"{maps.shape[0]} maps for {frames.shape[0]} frames; give one frame per map")
-    cv2 = _cv2()
-    steady = [maps[0].astype(np.float32)]
-    for index in range(1, maps.shape[0]):
-        own = maps[index].astype(np.float32)
-        if strength == 0:
-            steady.append(own)
-            continue
-        coordinates, trusted = flow_to_previous(frames[index], frames[index - 1], own.shape[:2])
-        carried = cv2.remap(steady[-1], coordinates[..., 0], coordinates[..., 1], cv2.INTER_LINEAR,
-                            borderMode=cv2.BORDER_REPLICATE)
-        if task.unit_vectors:
-            carried /= np.maximum(np.linalg.norm(carried, axis=-1, keepdims=True), 1e-6)
-            own = own @ fit_rotation(own, carried, trusted).T
-        elif task.name in ("depth", "disparity"):
-            fitted = fit_depth_onto(own, carried, weights=trusted)
-            own = own if fitted is None else fitted
-        weight = (strength * trusted)[..., None] if own.ndim == 3 else strength * trusted
-        mixed = own + weight * (carried - own)
-        if task.unit_vectors:
-            mixed /= np.maximum(np.linalg.norm(mixed, axis=-1, keepdims=True), 1e-6)
-        steady.append(mixed.astype(np.float32))
-    result = np.stack(steady)
-    return result if task.unit_vectors else np.clip(result, 0.0, 1.0)
+    return np.stack([stream.add(own, frame) for own, frame in zip(maps, frames)])
