@@ -18,7 +18,22 @@ from . import kept_maps, maps
 _BLOCKS_PER_TASK: dict[tuple, int] = {}
 
 
-class PredictionJob:
+class BackgroundJob:
+    """A job on ``self.thread`` that records its exception in ``self.error``."""
+
+    def done(self) -> bool:
+        return not self.thread.is_alive()
+
+    def join(self):
+        """Wait for the thread; its error as a MapError ("cancelled" after ``cancel``)."""
+        self.thread.join()
+        if isinstance(self.error, maps.Cancelled):
+            raise maps.MapError("cancelled")
+        if self.error:
+            raise self.error if isinstance(self.error, maps.MapError) else maps.MapError(str(self.error))
+
+
+class PredictionJob(BackgroundJob):
     """Predicts the ``tasks`` of ``photo`` the kept maps in ``folder`` lack (``wanted``: relief names, depth /
     normal / matte), keeping what it predicts there."""
 
@@ -92,15 +107,8 @@ class PredictionJob:
     def status(self) -> str:
         return f"predicting {', '.join(self.tasks)}"
 
-    def done(self) -> bool:
-        return not self.thread.is_alive()
-
     def wait(self) -> dict:
-        self.thread.join()
-        if isinstance(self.error, maps.Cancelled):
-            raise maps.MapError("cancelled")
-        if self.error:
-            raise self.error if isinstance(self.error, maps.MapError) else maps.MapError(str(self.error))
+        self.join()
         return self.result
 
     def cancel(self, wait: float = 0.0):

@@ -17,9 +17,10 @@ from genpercept_bundle.inference.steady_sequence import DEFAULT_STRENGTH, Steady
 from genpercept_bundle.map_files import save_maps
 
 from . import kept_maps, maps
+from .prediction import BackgroundJob
 
 
-class SequencePredictionJob:
+class SequencePredictionJob(BackgroundJob):
     """Predicts the steady depth of every frame of ``sequence`` (a ``FrameSequence``) into its kept ``folder``.
     ``steadiness`` in [0, 1): how much of the previous frame's depth a followed pixel keeps."""
 
@@ -92,16 +93,9 @@ class SequencePredictionJob:
     def status(self) -> str:
         return f"predicting depth of frame {min(self.frames_done + 1, self.sequence.count)} of {self.sequence.count}"
 
-    def done(self) -> bool:
-        return not self.thread.is_alive()
-
     def wait(self) -> list:
         """The kept depth files, one per frame (MapError "cancelled" after ``cancel``)."""
-        self.thread.join()
-        if isinstance(self.error, maps.Cancelled):
-            raise maps.MapError("cancelled")
-        if self.error:
-            raise self.error if isinstance(self.error, maps.MapError) else maps.MapError(str(self.error))
+        self.join()
         return kept_maps.kept_sequence(self.folder, self.sequence.count)
 
     def cancel(self, wait: float = 0.0):
