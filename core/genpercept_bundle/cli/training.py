@@ -1,4 +1,4 @@
-"""Commands that make data and models: ``make-data``, ``mix-data``, ``fetch-assets``, ``train-vae``, ``train``, ``train-default``."""
+"""Commands that make data and models: ``make-data``, ``mix-data``, ``recomposite``, ``fetch-assets``, ``train-vae``, ``train``, ``train-default``."""
 
 from pathlib import Path
 
@@ -34,6 +34,16 @@ def add_commands(commands):
     mix.add_argument("sources", nargs="+", metavar="FOLDER[:SPLIT][:xREPEAT]",
                      help="e.g. cache/photographic:train:x4 data:train (split 'train' unless named)")
     mix.set_defaults(run=run_mix_data)
+
+    composite = commands.add_parser("recomposite", help="matte training scenes: each subject of a dataset over other "
+                                                        "scenes' photos, as matting sets are made")
+    composite.add_argument("out", type=Path)
+    composite.add_argument("--subjects", type=Path, required=True, help="dataset whose scenes have subjects (alpha)")
+    composite.add_argument("--backgrounds", type=Path, nargs="+", required=True,
+                           help="datasets whose subject-free photos become backgrounds")
+    composite.add_argument("--copies", type=int, default=6, help="new photos per subject")
+    composite.add_argument("--seed", type=int, default=0)
+    composite.set_defaults(run=run_recomposite)
 
     assets = commands.add_parser("fetch-assets", help="download and unpack the HDRIs, models and textures of "
                                                       "`make-data --renderer cycles` (npm and apt-get)")
@@ -126,6 +136,13 @@ def run_mix_data(args) -> int:
     from ..data.mixing import MixSource, mix_datasets
 
     print(f"wrote {mix_datasets(args.out, [MixSource.parse(text) for text in args.sources])}")
+    return 0
+
+
+def run_recomposite(args) -> int:
+    from ..data.recomposite import recomposite_subjects
+
+    print(f"wrote {recomposite_subjects(args.subjects, args.backgrounds, args.out, args.copies, args.seed)}")
     return 0
 
 

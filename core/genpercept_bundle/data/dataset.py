@@ -87,7 +87,7 @@ def read_sample(root: Path, split: str, sample_id: str, settings: dict | None = 
     for truth in FRACTION_TRUTHS:
         fraction_file = folder / f"{sample_id}_{truth}.png"
         if fraction_file.is_file():
-            setattr(sample, truth, _read_fraction(fraction_file))
+            setattr(sample, truth, read_fraction(fraction_file))
     camera_file = folder / f"{sample_id}_camera.json"
     if camera_file.is_file():
         sample.intrinsics = json.loads(camera_file.read_text())
@@ -103,7 +103,7 @@ def photo_file(root: Path, split: str, sample_id: str) -> Path:
     return next(folder.glob(f"{sample_id}_rgb.*"))  # globbing lists the folder: ~30 ms per call at 10k scenes
 
 
-def _read_fraction(path: Path) -> np.ndarray:
+def read_fraction(path: Path) -> np.ndarray:
     values = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
     if values is None:
         raise GenPerceptError(f"cannot read {path} as an 8- or 16-bit image")
