@@ -264,3 +264,19 @@ def test_predictor_and_trainer_run_the_same_method_at_the_models_timestep(data, 
         np.zeros((48, 64, 3), np.uint8), "depth", processing_res=64)
     assert timesteps[2:] == [[7], [7]]  # the self-check at load, then the prediction
     assert prediction.provenance["timestep"] == 7
+
+
+def test_scenes_without_the_tasks_ground_truth_are_left_out(data, tmp_path):
+    """A photographic backdrop scene has a matte and no depth: depth trains on the others, matte on all."""
+    partial = tmp_path / "partial"
+    shutil.copytree(data, partial)
+    first = sorted((partial / "train").glob("*_depth.png"))[0]
+    first.unlink()
+    depth = TrainingSet(partial, "train", ["depth"], 64, 48)
+    assert (len(depth), depth.skipped) == (5, 1) and first.name.replace("_depth", "_rgb") not in {
+        p.name for p in depth.photo_files}
+    assert len(TrainingSet(partial, "train", ["matte"], 64, 48)) == 6
+    for path in (partial / "train").glob("*_depth.png"):
+        path.unlink()
+    with pytest.raises(GenPerceptError, match="no scene of .* has <id>_depth.png"):
+        TrainingSet(partial, "train", ["depth"], 64, 48)

@@ -4,6 +4,8 @@ Targets are in the decoded [-1, 1] range, one per ``Task.target``: "relative_dep
 2 %/98 % quantile normalisation, sky = far), "unit_vectors" (normals), "fraction" (mattes, masks).
 """
 
+from pathlib import Path
+
 import cv2
 import numpy as np
 import torch
@@ -79,15 +81,23 @@ class TrainingSet:
         tasks = [task_with_truth(task, "train").name for task in tasks]
         settings = read_settings(root)
         ids = sample_ids(root, split)[:limit]
-        self.photo_files = [photo_file(root, split, sample_id) for sample_id in ids]
+        self.photo_files, self.skipped = [], 0
         rgb, targets, masks = [], {t: [] for t in tasks}, {t: [] for t in tasks}
-        for sample_id, photo in zip(ids, self.photo_files):
+        for sample_id in ids:
+            photo = photo_file(root, split, sample_id)
             sample = read_sample(root, split, sample_id, settings) if tasks else Sample(sample_id, load_image(photo))
+            if any(getattr(sample, get_task(task).truth) is None for task in tasks):
+                self.skipped += 1  # e.g. a photographic backdrop scene: a matte, no depth
+                continue
+            self.photo_files.append(photo)
             rgb.append(fit_to_size(sample.rgb, width, height, cv2.INTER_AREA))
             for task in tasks:
                 target, mask = target_of(sample, task, width, height)
                 targets[task].append(target)
                 masks[task].append(mask)
+        if not rgb:
+            truths = ", ".join(f"<id>_{get_task(task).truth}.png" for task in tasks)
+            raise GenPerceptError(f"no scene of {Path(root) / split} has {truths}: {', '.join(tasks)} training needs it")
         self.rgb = channels_first(rgb)  # [N,3,H,W] uint8
         self.targets = {t: channels_first(v) for t, v in targets.items()}
         self.masks = {t: torch.from_numpy(np.stack(v))[:, None] for t, v in masks.items()}

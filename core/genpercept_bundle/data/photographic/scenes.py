@@ -52,7 +52,13 @@ def render_dataset_scene(seed: int, split: str, size, assets: Path, samples: int
     if key not in _libraries:
         _libraries[key] = AssetLibrary.load(Path(assets), test_pool=key[1])
     with blender_output_silenced():
-        return render_scene(seed, _libraries[key], size, samples, threads)
+        frame = render_scene(seed, _libraries[key], size, samples, threads)
+    if frame["layout"].kind == "backdrop":
+        # an HDRI is a photo of a place (ground, buildings) at no depth: writing it as sky (far) taught the ground of
+        # real photos to be far, so a backdrop scene has no depth map (its subject's normals are kept, the rest of
+        # the normal map is invalid already)
+        frame["depth"] = None
+    return frame
 
 
 @contextmanager
