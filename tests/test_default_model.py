@@ -1,13 +1,16 @@
 """The embedded default model does real work: properties only a trained model has, on generated scenes."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 from safetensors.torch import load_file
 
-from genpercept_bundle import GenPerceptPredictor
+from genpercept_bundle import GenPerceptPredictor, get_task
+from genpercept_bundle.data.dataset import generate_dataset
 from genpercept_bundle.models.folders import DEFAULT_MODEL_DIR
 from genpercept_bundle.data.synthetic import random_scene, render
 
@@ -79,26 +82,42 @@ def test_matte_separates_the_foreground(predictor):
         assert alpha[inside].mean() > alpha[outside].mean() + 0.3
 
 
+def history(run, task):
+    return json.loads((run / "checkpoint" / task / "state.json").read_text())["history"]
+
+
 def test_train_default_runs_every_stage_at_a_tiny_scale(tmp_path):
     """The one reproduction command end to end (a few steps per stage, UNets in two worker processes)."""
     from genpercept_bundle.cli import main
 
     workdir, export = tmp_path / "run", tmp_path / "export"
+    # the Cycles assets do not install in CI: numpy scenes of another seed stand in for the photographic set
+    stand_in = generate_dataset(tmp_path / "photographic", {"train": 6}, seed=7, size=(256, 192))
+    for alpha in sorted((stand_in / "train").glob("*_alpha.png"))[:2]:  # subject-free, as most rooms and streets are
+        Image.fromarray(np.zeros((192, 256), np.uint8)).save(alpha)
     assert main(["train-default", "--workdir", str(workdir), "--export-to", str(export), "--scale", "0.004",
-                 "--workers", "2"]) == 0
+                 "--workers", "2", "--photographic", str(stand_in)]) == 0
     settings = json.loads((export / "genpercept_bundle.json").read_text())
     assert settings["recipe"]["unet"]["depth"]["latent_steps"] < settings["recipe"]["unet"]["depth"]["steps"]
     for task in ("depth", "normal", "matte"):
-        history = json.loads((workdir / "model" / "checkpoint" / task / "state.json").read_text())["history"]
-        assert len(history) == settings["recipe"]["unet"][task]["steps"]
+        assert len(history(workdir / "model", task)) == settings["recipe"]["unet"][task]["steps"]
     assert (workdir / "model" / "checkpoint" / "photo_latents.safetensors").is_file()  # encoded once, for all three
     native = settings["recipe"]["native_resolution"]["depth"]
-    history = json.loads((workdir / "native_resolution" / "checkpoint" / "depth" / "state.json").read_text())["history"]
-    assert len(history) == native["steps"] and (native["width"], native["height"]) == (256, 192)
+    assert len(history(workdir / "native_resolution", "depth")) == native["steps"] and (native["width"], native["height"]) == (256, 192)
+    stages = settings["recipe"]["photographic"]["stages"]
+    assert [stage["task"] for stage in stages] == ["depth", "normal", "matte", "matte"]
+    for index, stage in enumerate(stages):
+        run = workdir / "photographic_stages" / f"{index}_{stage['task']}"
+        assert len(history(run, stage["task"])) == stage["config"]["steps"]
+    matte_mix = json.loads((workdir / "photographic_stages" / "3_matte" / "data" / "dataset.json").read_text())
+    assert [Path(source["folder"]).name for source in matte_mix["mixed_from"]] == [
+        "photographic", "synthetic_extra", "recomposited"]
     assert settings["processing_resolution_by_task"] == {"depth": 256}
-    exported = load_file(export / "unet_depth_v2" / "diffusion_pytorch_model.safetensors")
-    continued = load_file(workdir / "native_resolution" / "unet_depth_v2" / "diffusion_pytorch_model.safetensors")
-    assert all(torch.equal(exported[name], continued[name].half()) for name in exported)  # the last stage ships
+    for task, run in (("depth", "0_depth"), ("normal", "1_normal"), ("matte", "3_matte")):  # the last stages ship
+        folder = get_task(task).unet_folders[0]
+        exported = load_file(export / folder / "diffusion_pytorch_model.safetensors")
+        continued = load_file(workdir / "photographic_stages" / run / folder / "diffusion_pytorch_model.safetensors")
+        assert all(torch.equal(exported[name], continued[name].half()) for name in exported)
     predictor = GenPerceptPredictor.from_pretrained(str(export), ["depth", "normal", "matte"], device="cpu")
     frame = render(random_scene(1), height=48, width=64)
     results = predictor.predict_tasks(frame["rgb"], ["depth", "normal", "matte"], 64)

@@ -88,6 +88,12 @@ def add_commands(commands):
     default.add_argument("--export-to", type=Path, default=None, help="default: the package's default_model/")
     default.add_argument("--workers", type=int, default=2)
     default.add_argument("--scale", type=float, default=1.0, help="< 1 shortens every stage (smoke runs)")
+    default.add_argument("--photographic", type=Path, default=None,
+                         help="a photographic dataset already rendered (`make-data --renderer cycles`) for the last "
+                              "stage; default: rendered into WORKDIR/photographic")
+    default.add_argument("--assets", type=Path, default=None,
+                         help="the Cycles assets (`genpercept fetch-assets`; default: $GENPERCEPT_ASSETS or "
+                              "~/.cache/genpercept/photographic-assets)")
     default.set_defaults(run=run_train_default)
 
 
@@ -200,5 +206,7 @@ def run_train_default(args) -> int:
     from ..training.recipe import build_default_model
 
     kwargs = {"export_to": args.export_to} if args.export_to else {}
-    print(f"wrote {build_default_model(args.workdir, workers=args.workers, scale=args.scale, **kwargs)}")
+    model = build_default_model(args.workdir, workers=args.workers, scale=args.scale, photographic=args.photographic,
+                                assets=args.assets, **kwargs)
+    print(f"wrote {model}")
     return 0

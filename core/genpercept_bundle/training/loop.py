@@ -14,6 +14,11 @@ from .config import TrainConfig, lr_factor
 from .distributed import Processes
 
 
+def log_now(message: str):
+    """A training log line printed at once: a worker process's stdout is block-buffered when redirected."""
+    print(message, flush=True)
+
+
 def save_state(folder: Path, model: torch.nn.Module, optimizer, step: int, extra: dict,
                average: "WeightAverage | None" = None):
     """Resume state without pickle: trainable weights, their average and Adam moments as safetensors, the rest JSON."""

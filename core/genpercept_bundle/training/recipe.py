@@ -11,7 +11,9 @@
    one process with two threads);
 5. continue the depth UNet at the dataset's native 256x192 (``native_resolution``): the
    stage above works at 192x144, 1.8x cheaper a step, but depth loses detail there;
-6. export to ``default_model/`` in the released layout, weights in fp16 (as the
+6. continue every task's UNet on photographic Cycles scenes mixed with fresh numpy ones
+   (``photographic_stage.py``): the numpy scenes alone do not carry over to real photos;
+7. export to ``default_model/`` in the released layout, weights in fp16 (as the
    release's VAE), with ``genpercept_bundle.json`` holding the settings.
 
 Every stage is resumable: rerunning the command continues where it stopped.
@@ -36,6 +38,9 @@ from ..models.weights import load_model, save_model
 from ..tasks import DEFAULT_TASKS, get_task
 from .config import TrainConfig
 from .latents import photo_latents
+from .loop import log_now
+from .photographic_stage import (PHOTOGRAPHIC_DATA, STAGES, photographic_data_counts, render_stage_data, scaled_stages,
+                                 stage_chains, train_stage_chain)
 from .targets import TrainingSet
 from .unet import train_unet
 from .vae import train_vae
@@ -59,8 +64,9 @@ RECIPE = {
 
 
 def build_default_model(workdir: Path, export_to: Path = DEFAULT_MODEL_DIR, workers: int = 2, scale: float = 1.0,
-                        log=print) -> Path:
-    """Run the whole recipe in ``workdir``; ``scale`` < 1 shortens every stage (for smoke tests)."""
+                        log=print, photographic: Path | None = None, assets: Path | None = None) -> Path:
+    """Run the whole recipe in ``workdir``; ``scale`` < 1 shortens every stage (for smoke tests). ``photographic``:
+    a ready photographic dataset for the last stage (default: rendered with Cycles from ``assets``)."""
     workdir = Path(workdir)
     data_recipe = RECIPE["data"]
     splits = {s: max(4, int(data_recipe[s] * scale)) for s in ("train", "test")}
@@ -83,16 +89,26 @@ def build_default_model(workdir: Path, export_to: Path = DEFAULT_MODEL_DIR, work
         folder = get_task(task).unet_folders[0]
         if not (native / folder).is_dir():
             train_unet(data, task, model / "vae", native, scaled(config), init_unet=model / folder, log=log)
+    unets = {task: (native if task in RECIPE["native_resolution"] else model) / get_task(task).unet_folders[0]
+             for task in DEFAULT_TASKS}
+    photographic, synthetic = render_stage_data(workdir, photographic, assets, scale, workers, log)
+    unets.update(_run_in_workers(train_stage_chain, stage_chains(workdir, model, unets, photographic, synthetic, scale),
+                                 workers, log))
     recipe = {"data": {**data_recipe, **splits}, "vae": asdict(scaled(RECIPE["vae"])), "vae_scenes": vae_scenes,
               "unet": {task: asdict(scaled(config)) for task, config in RECIPE["unet"].items()},
               "native_resolution": {task: asdict(scaled(config))
-                                    for task, config in RECIPE["native_resolution"].items()}}
+                                    for task, config in RECIPE["native_resolution"].items()},
+              "photographic": {"data": {**PHOTOGRAPHIC_DATA, **photographic_data_counts(scale)},
+                               "stages": [asdict(stage) for stage in scaled_stages(scale)]}}
+    last_stage = {stage.task: stage.config for stage in STAGES}
     settings = ModelSettings(default_processing_resolution=RECIPE["processing_resolution"],
                              processing_resolution_by_task={task: max(config.width, config.height)
-                                                            for task, config in RECIPE["native_resolution"].items()},
+                                                            for task, config in last_stage.items()
+                                                            if max(config.width, config.height)
+                                                            != RECIPE["processing_resolution"]},
                              flip_average_tasks=tuple(RECIPE["flip_average_tasks"]), recipe=recipe)
     (model / SETTINGS_NAME).write_text(json.dumps(settings.to_dict(), indent=2))
-    return export_model(model, export_to, later_stages=[native])
+    return export_model(model, export_to, unets)
 
 
 def _train_task_unets(data: Path, model: Path, configs: dict[str, TrainConfig], workers: int, log):
@@ -107,15 +123,21 @@ def _train_task_unets(data: Path, model: Path, configs: dict[str, TrainConfig], 
         log(f"photos: encoding the {len(photos)} training photos and their mirror images once, for the UNets")
         vae = load_model(AutoencoderKL, model / "vae", torch.float32, "cpu")
         photo_latents(vae, model / "vae", photos, model / "checkpoint", torch.device(config.device))
+    for finished in _run_in_workers(_train_task, jobs, workers, log):
+        log(f"wrote {finished}")
+
+
+def _run_in_workers(train, jobs: list, workers: int, log):
+    """``train(job)`` of every job, side by side in ``workers`` processes (one thread each) when there are several;
+    yields each result as it finishes."""
     if workers > 1 and len(jobs) > 1:
         from multiprocessing import get_context
 
         with get_context("spawn").Pool(min(workers, len(jobs)), _start_task_worker, (workers,)) as pool:
-            for finished in pool.imap_unordered(_train_task, jobs):
-                log(f"wrote {finished}")
+            yield from pool.imap_unordered(train, jobs)
     else:
         for job in jobs:
-            _train_task(job, log)
+            yield train(job, log)
 
 
 def _start_task_worker(workers: int):
@@ -123,18 +145,14 @@ def _start_task_worker(workers: int):
     torch.set_num_threads(max(1, (os.cpu_count() or 1) // workers))
 
 
-def _log_from_worker(message: str):
-    print(message, flush=True)  # a worker's stdout is block-buffered when redirected: show progress as it happens
-
-
-def _train_task(job, log=_log_from_worker) -> Path:
+def _train_task(job, log=log_now) -> Path:
     data, task, model, config, progress_line = job
     return train_unet(data, task, model / "vae", model, config, log=log, progress_line=progress_line)
 
 
-def export_model(model: Path, target: Path, later_stages=()) -> Path:
-    """Copy a trained model folder to ``target`` in the released layout with fp16 weights; a task's UNet
-    comes from the last of ``later_stages`` (run folders) that trained it, if any."""
+def export_model(model: Path, target: Path, unets: dict[str, Path] | None = None) -> Path:
+    """Copy a trained model folder to ``target`` in the released layout with fp16 weights; a task's UNet comes from
+    ``unets`` (task -> UNet folder) when given there, else from ``model``."""
     target = Path(target)
     staging = target.with_name(target.name + ".staging")
     shutil.rmtree(staging, ignore_errors=True)
@@ -142,7 +160,7 @@ def export_model(model: Path, target: Path, later_stages=()) -> Path:
     save_model(load_model(AutoencoderKL, model / "vae", torch.float32, "cpu"), staging / "vae", torch.float16)
     for task in DEFAULT_TASKS:
         folder = get_task(task).unet_folders[0]
-        source = next((stage / folder for stage in reversed(later_stages) if (stage / folder).is_dir()), model / folder)
+        source = (unets or {}).get(task, model / folder)
         unet = load_model(UNet2DConditionModel, source, torch.float32, "cpu")
         save_model(unet, staging / folder, torch.float16)
     for name in (CACHE_NAME, SETTINGS_NAME):
