@@ -87,3 +87,13 @@ def test_any_model_config_loads_or_fails_clearly(unet_folder, tmp_path, key, val
         load_model(UNet2DConditionModel, folder, torch.float32, "cpu")
     except GenPerceptError as error:
         assert str(folder) in str(error)
+
+
+@pytest.mark.parametrize("key, value", [("layers_per_block", 10**9), ("block_out_channels", [32, 10**8])])
+def test_a_config_asking_for_billions_of_layers_is_refused_before_building(unet_folder, tmp_path, key, value):
+    folder = tmp_path / "unet"
+    shutil.copytree(unet_folder, folder)
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**config, key: value}))
+    with pytest.raises(GenPerceptError, match=f"asks for {key}"):
+        load_model(UNet2DConditionModel, folder, torch.float32, "cpu")

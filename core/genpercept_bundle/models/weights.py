@@ -51,6 +51,22 @@ def _inside(folder: Path, name: str) -> Path:
     return path
 
 
+MAX_CONFIG_SIZE = 100_000  # channels, sizes: the largest in released configs is a few thousand
+MAX_LAYER_COUNT = 100  # layers per block and the like (released: 1-10)
+
+
+def _implausible_size(config: dict) -> str | None:
+    """The first size or count in a model config too large to build (even without memory, a count of a billion
+    layers is a billion Python objects), as "key = value"; None when all are plausible."""
+    for key, value in config.items():
+        values = value if isinstance(value, (list, tuple)) else [value]
+        limit = MAX_LAYER_COUNT if "layers" in key else MAX_CONFIG_SIZE
+        for number in values:
+            if isinstance(number, int) and not isinstance(number, bool) and number > limit:
+                return f"{key} = {value}"
+    return None
+
+
 def load_model(model_class, folder: Path, dtype: torch.dtype, device, in_channels=(4,), adapt=None, ignore=()):
     """Build ``model_class`` from ``folder/config.json`` and load its weights strictly. A UNet must take one of
     ``in_channels`` (GenPercept: the 4-channel photo latent; Marigold's family: 8, photo and prediction latents).
@@ -72,6 +88,10 @@ def load_model(model_class, folder: Path, dtype: torch.dtype, device, in_channel
             f"channels; this model family's UNets take {' or '.join(map(str, in_channels))} and give 4 (is the folder "
             "of another family, or damaged?)"
         )
+    implausible = _implausible_size(config)
+    if implausible:
+        raise GenPerceptError(f"{config_file} asks for {implausible}: no released model is that large; the file is "
+                              "damaged or not a model's config, re-download the model")
     state = load_state_dict(folder)
     damaged = [name for name, t in state.items() if t.is_floating_point() and not torch.isfinite(t).all()]
     if damaged:
