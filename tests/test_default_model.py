@@ -119,15 +119,15 @@ def test_train_default_runs_every_stage_at_a_tiny_scale(tmp_path):
     native = settings["recipe"]["native_resolution"]["depth"]
     assert len(history(workdir / "native_resolution", "depth")) == native["steps"] and (native["width"], native["height"]) == (256, 192)
     stages = settings["recipe"]["photographic"]["stages"]
-    assert [stage["task"] for stage in stages] == ["depth", "normal", "matte", "matte"]
+    assert [stage["task"] for stage in stages] == ["depth", "normal", "matte", "matte", "matte"]
     for index, stage in enumerate(stages):
         run = workdir / "photographic_stages" / f"{index}_{stage['task']}"
         assert len(history(run, stage["task"])) == stage["config"]["steps"]
-    matte_mix = json.loads((workdir / "photographic_stages" / "3_matte" / "data" / "dataset.json").read_text())
+    matte_mix = json.loads((workdir / "photographic_stages" / "4_matte" / "data" / "dataset.json").read_text())
     assert [Path(source["folder"]).name for source in matte_mix["mixed_from"]] == [
         "photographic", "synthetic_extra", "recomposited"]
     assert settings["processing_resolution_by_task"] == {"depth": 256}
-    for task, run in (("depth", "0_depth"), ("normal", "1_normal"), ("matte", "3_matte")):  # the last stages ship
+    for task, run in (("depth", "0_depth"), ("normal", "1_normal"), ("matte", "4_matte")):  # the last stages ship
         folder = get_task(task).unet_folders[0]
         exported = load_file(export / folder / "diffusion_pytorch_model.safetensors")
         continued = load_file(workdir / "photographic_stages" / run / folder / "diffusion_pytorch_model.safetensors")

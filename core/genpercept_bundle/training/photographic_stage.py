@@ -19,9 +19,8 @@ from .config import TrainConfig
 from .loop import log_now
 from .unet import train_unet
 
-PHOTOGRAPHIC_DATA = {"train": 170, "test": 60, "size": (256, 192), "seed": 0, "samples": 32}
+PHOTOGRAPHIC_DATA = {"train": 254, "test": 60, "size": (256, 192), "seed": 0, "samples": 32}
 EXTRA_SYNTHETIC = {"train": 662, "seed": 1}  # numpy scenes the earlier stages never saw
-MATTE_COPIES = 6  # recomposited photos per photographic subject
 
 
 @dataclass(frozen=True)
@@ -29,8 +28,9 @@ class Stage:
     task: str
     photographic: tuple[int, int]  # (first N photographic scenes, each repeated K times)
     synthetic: int  # the first N extra numpy scenes
-    recomposited: bool  # + the first N photographic scenes' subjects over their subject-free photos (matte)
+    recomposited: int  # + K photos per subject of the first N photographic scenes over subject-free photos (matte)
     config: TrainConfig
+    numpy_backgrounds: bool = False  # recomposite over the extra numpy scenes' subject-free photos too
 
 
 def _config(steps, latent, lr, warmup, size):
@@ -40,10 +40,11 @@ def _config(steps, latent, lr, warmup, size):
 
 # In order; a task's stages continue each other, the first continues the earlier stages' UNet.
 STAGES = (
-    Stage("depth", (170, 4), 662, False, _config(2650, 2500, 5e-4, 100, (256, 192))),
-    Stage("normal", (146, 4), 593, False, _config(2650, 2500, 5e-4, 100, (192, 144))),
-    Stage("matte", (146, 4), 593, False, _config(2650, 2500, 5e-4, 100, (192, 144))),
-    Stage("matte", (168, 2), 300, True, _config(1700, 1600, 3e-4, 50, (192, 144))),
+    Stage("depth", (179, 4), 662, 0, _config(2650, 2500, 5e-4, 100, (256, 192))),
+    Stage("normal", (146, 4), 593, 0, _config(2650, 2500, 5e-4, 100, (192, 144))),
+    Stage("matte", (146, 4), 593, 0, _config(2650, 2500, 5e-4, 100, (192, 144))),
+    Stage("matte", (168, 2), 300, 6, _config(1700, 1600, 3e-4, 50, (192, 144))),
+    Stage("matte", (254, 2), 300, 10, _config(1700, 1600, 2e-4, 50, (192, 144)), numpy_backgrounds=True),
 )
 
 
@@ -101,7 +102,9 @@ def _stage_data(run: Path, stage: Stage, photographic: Path, synthetic: Path, sc
                MixSource(synthetic, limit=max(4, int(stage.synthetic * scale)))]
     if stage.recomposited:
         subjects = mix_datasets(run / "subjects", [MixSource(photographic, limit=first_photographic)])
-        sources.append(MixSource(recomposite_subjects(subjects, [subjects], run / "recomposited", MATTE_COPIES)))
+        backgrounds = [subjects, synthetic] if stage.numpy_backgrounds else [subjects]
+        sources.append(MixSource(recomposite_subjects(subjects, backgrounds, run / "recomposited",
+                                                      stage.recomposited)))
     return mix_datasets(run / "data", sources)
 
 
