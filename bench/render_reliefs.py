@@ -6,7 +6,7 @@ Each photo goes through the build operator exactly as a user's click does (embed
 default settings), then an oblique camera frames the relief. Prints, per photo, the share of the frame the relief
 covers and the share of its pixels that are see-through (material alpha): none may be mostly transparent.
 Photos: TUM RGB-D office (CC BY 4.0), nuScenes front camera (CC BY-NC-SA 4.0, /work/shared/eval/real_dev),
-examples/cat.jpg (CC0; no permissively licensed human portrait is in the repository).
+examples/astronaut.jpg (NASA, public domain).
 """
 
 import argparse
@@ -31,7 +31,7 @@ EVAL = Path("/work/shared/eval")
 PHOTOS = {
     "room": EVAL / "rgbd_open3d_samples" / "real" / "TUM_color.png",
     "street": EVAL / "real_dev" / "depth" / "nuscenes_cam_front_rgb.jpg",
-    "portrait": REPO / "examples" / "cat.jpg",
+    "portrait": REPO / "examples" / "astronaut.jpg",
 }
 
 
