@@ -64,7 +64,7 @@ def read_settings(root: Path) -> dict:
 def sample_ids(root: Path, split: str) -> list[str]:
     folder = Path(root) / split
     if not folder.is_dir():
-        raise GenPerceptError(f"dataset {root} has no split folder {split!r}")
+        raise GenPerceptError(f"dataset {root} has no split {split!r} (no folder {folder})")
     ids = sorted({p.name.rsplit("_rgb", 1)[0] for p in folder.glob("*_rgb.*")})
     if not ids:
         raise GenPerceptError(f"{folder} holds no <id>_rgb.png images")

@@ -5,7 +5,6 @@ data beside ours), ``mix_datasets`` links each source's scenes into ``OUT/<split
 ``repeat`` times each, which weights a small source against a large one without copying any file.
 """
 
-import json
 import os
 import shutil
 from dataclasses import dataclass
@@ -13,7 +12,7 @@ from pathlib import Path
 
 from ..atomic_files import write_json
 from ..errors import GenPerceptError
-from .dataset import FORMAT
+from .dataset import FORMAT, read_settings, sample_ids
 
 SETTINGS_THAT_MUST_AGREE = ("depth_scale", "zero_depth")
 
@@ -43,23 +42,24 @@ def mix_datasets(out: Path, sources: list[MixSource], split: str = "train") -> P
     out = Path(out)
     if not sources:
         raise GenPerceptError("name at least one dataset to mix")
-    settings = [{**FORMAT, **_dataset_settings(source)} for source in sources]
+    settings = [read_settings(source.folder) for source in sources]
     for key in SETTINGS_THAT_MUST_AGREE:
         values = {s[key] for s in settings}
         if len(values) > 1:
             raise GenPerceptError(f"cannot mix datasets whose {key} differ ({', '.join(map(str, values))}): "
                                   "re-export one of them with the other's")
+    scene_ids = [sample_ids(source.folder, source.split)[:source.limit] for source in sources]
     target = out / split
     if target.is_dir():
         shutil.rmtree(target)
     target.mkdir(parents=True)
     counts = []
-    for index, source in enumerate(sources):
-        ids = _scene_ids(source)
+    for index, (source, ids) in enumerate(zip(sources, scene_ids)):
+        files = _files_by_scene(source.folder / source.split)  # one listing: a glob per scene lists the folder again
         for copy in range(source.repeat):
             for scene in ids:
-                for file in (source.folder / source.split).glob(f"{scene}_*"):
-                    _link(file, target / f"s{index}-{copy}-{scene}{file.name[len(scene):]}")
+                for file in files[scene]:
+                    _link(file, target / f"s{index}-{copy}-{file.name}")
         counts.append(len(ids) * source.repeat)
     write_json(out / "dataset.json", {**FORMAT, **{key: settings[0][key] for key in SETTINGS_THAT_MUST_AGREE},
                                       "mixed_from": [{"folder": str(s.folder.resolve()), "split": s.split,
@@ -68,20 +68,12 @@ def mix_datasets(out: Path, sources: list[MixSource], split: str = "train") -> P
     return out
 
 
-def _dataset_settings(source: MixSource) -> dict:
-    path = source.folder / "dataset.json"
-    if not path.is_file():
-        raise GenPerceptError(f"{source.folder} is not a dataset folder (no dataset.json): see docs/training.md")
-    if not (source.folder / source.split).is_dir():
-        raise GenPerceptError(f"{source.folder} has no split {source.split!r}")
-    return json.loads(path.read_text())
-
-
-def _scene_ids(source: MixSource) -> list[str]:
-    ids = sorted(p.name.rsplit("_rgb", 1)[0] for p in (source.folder / source.split).glob("*_rgb.*"))
-    if not ids:
-        raise GenPerceptError(f"{source.folder / source.split} holds no <id>_rgb.png scenes")
-    return ids[:source.limit] if source.limit else ids
+def _files_by_scene(folder: Path) -> dict[str, list[Path]]:
+    """``<id>_<kind>.<ext>`` files (the dataset layout) grouped by id."""
+    files = {}
+    for file in folder.iterdir():
+        files.setdefault(file.name.rsplit("_", 1)[0], []).append(file)
+    return files
 
 
 def _link(file: Path, link: Path):
