@@ -1,6 +1,6 @@
 """Training settings: steps, schedule, batch, size, device; shared by the VAE and the UNet trainers."""
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from ..errors import GenPerceptError
 
@@ -32,6 +32,16 @@ class TrainConfig:
             raise GenPerceptError(f"augmented copies must be 0 or more, got {self.augmented_copies}")
         if not 0 <= self.ema_decay < 1:
             raise GenPerceptError(f"EMA decay must be in [0, 1) (0 = off, typical 0.999), got {self.ema_decay}")
+
+    def scaled(self, scale: float) -> "TrainConfig":
+        """This schedule shortened by ``scale`` < 1 (smoke runs of a recipe)."""
+        return replace(self, steps=max(2, int(self.steps * scale)), latent_steps=int(self.latent_steps * scale),
+                       warmup=max(1, int(self.warmup * scale)))
+
+
+def scaled_count(count: int, scale: float, least: int = 4) -> int:
+    """A recipe's number of scenes shortened by ``scale`` < 1, never below ``least``."""
+    return max(least, int(count * scale))
 
 
 def lr_factor(step: int, config: TrainConfig) -> float:

@@ -15,7 +15,7 @@ from ..data.dataset import generate_dataset
 from ..data.mixing import MixSource, mix_datasets
 from ..data.recomposite import recomposite_subjects
 from ..tasks import get_task
-from .config import TrainConfig
+from .config import TrainConfig, scaled_count
 from .loop import log_now
 from .unet import train_unet
 
@@ -70,18 +70,18 @@ def stage_chains(workdir: Path, model: Path, unets: dict[str, Path], photographi
     chains = {}
     for index, stage in enumerate(scaled_stages(scale)):
         chains.setdefault(stage.task, []).append((index, stage))
-    jobs = [(workdir, model, unets[task], stages, photographic, synthetic, scale) for task, stages in chains.items()]
+    jobs = [(workdir, model, unets[task], stages, photographic, synthetic) for task, stages in chains.items()]
     return sorted(jobs, key=lambda job: -sum(s.config.steps * s.config.width * s.config.height for _, s in job[3]))
 
 
 def train_stage_chain(job, log=log_now) -> tuple[str, Path]:
     """Run one task's stages (a job of ``stage_chains``); returns (task, its last UNet folder)."""
-    workdir, model, unet, stages, photographic, synthetic, scale = job
+    workdir, model, unet, stages, photographic, synthetic = job
     for index, stage in stages:
         run = workdir / "photographic_stages" / f"{index}_{stage.task}"
         folder = run / get_task(stage.task).unet_folders[0]
         if not folder.is_dir():
-            data = _stage_data(run, stage, photographic, synthetic, scale)
+            data = _stage_data(run, stage, photographic, synthetic)
             train_unet(data, stage.task, model / "vae", run, stage.config, init_unet=unet, embedding_model=model,
                        log=log)
         unet = folder
@@ -89,17 +89,16 @@ def train_stage_chain(job, log=log_now) -> tuple[str, Path]:
 
 
 def scaled_stages(scale: float) -> list[Stage]:
-    """STAGES with ``scale`` < 1 shortening their training (smoke runs)."""
-    return [replace(stage, config=replace(stage.config, steps=max(2, int(stage.config.steps * scale)),
-                                          latent_steps=int(stage.config.latent_steps * scale),
-                                          warmup=max(1, int(stage.config.warmup * scale)))) for stage in STAGES]
+    """STAGES with ``scale`` < 1 shortening their training and data (smoke runs)."""
+    return [replace(stage, photographic=(scaled_count(stage.photographic[0], scale), stage.photographic[1]),
+                    synthetic=scaled_count(stage.synthetic, scale), config=stage.config.scaled(scale))
+            for stage in STAGES]
 
 
-def _stage_data(run: Path, stage: Stage, photographic: Path, synthetic: Path, scale: float) -> Path:
+def _stage_data(run: Path, stage: Stage, photographic: Path, synthetic: Path) -> Path:
     first_photographic, repeat = stage.photographic
-    first_photographic = max(4, int(first_photographic * scale))
     sources = [MixSource(photographic, repeat=repeat, limit=first_photographic),
-               MixSource(synthetic, limit=max(4, int(stage.synthetic * scale)))]
+               MixSource(synthetic, limit=stage.synthetic)]
     if stage.recomposited:
         subjects = mix_datasets(run / "subjects", [MixSource(photographic, limit=first_photographic)])
         backgrounds = [subjects, synthetic] if stage.numpy_backgrounds else [subjects]
@@ -109,6 +108,6 @@ def _stage_data(run: Path, stage: Stage, photographic: Path, synthetic: Path, sc
 
 
 def photographic_data_counts(scale: float) -> dict:
-    return {"train": max(4, int(PHOTOGRAPHIC_DATA["train"] * scale)),
-            "test": max(2, int(PHOTOGRAPHIC_DATA["test"] * scale)),
-            "synthetic": max(4, int(EXTRA_SYNTHETIC["train"] * scale))}
+    return {"train": scaled_count(PHOTOGRAPHIC_DATA["train"], scale),
+            "test": scaled_count(PHOTOGRAPHIC_DATA["test"], scale, least=2),
+            "synthetic": scaled_count(EXTRA_SYNTHETIC["train"], scale)}

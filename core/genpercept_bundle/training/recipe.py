@@ -22,7 +22,7 @@ Every stage is resumable: rerunning the command continues where it stopped.
 import json
 import os
 import shutil
-from dataclasses import asdict, replace
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
@@ -36,7 +36,7 @@ from ..models.folders import DEFAULT_MODEL_DIR
 from ..models.settings import SETTINGS_NAME, ModelSettings
 from ..models.weights import load_model, save_model
 from ..tasks import DEFAULT_TASKS, get_task
-from .config import TrainConfig
+from .config import TrainConfig, scaled_count
 from .latents import photo_latents
 from .loop import log_now
 from .photographic_stage import (PHOTOGRAPHIC_DATA, STAGES, photographic_data_counts, render_stage_data, scaled_stages,
@@ -69,34 +69,30 @@ def build_default_model(workdir: Path, export_to: Path = DEFAULT_MODEL_DIR, work
     a ready photographic dataset for the last stage (default: rendered with Cycles from ``assets``)."""
     workdir = Path(workdir)
     data_recipe = RECIPE["data"]
-    splits = {s: max(4, int(data_recipe[s] * scale)) for s in ("train", "test")}
+    splits = {s: scaled_count(data_recipe[s], scale) for s in ("train", "test")}
     data = generate_dataset(workdir / "data", splits, data_recipe["seed"], data_recipe["size"], workers)
     model = workdir / "model"
 
-    def scaled(config):
-        return replace(config, steps=max(2, int(config.steps * scale)), warmup=max(1, int(config.warmup * scale)),
-                       latent_steps=int(config.latent_steps * scale))
-
-    vae_scenes = max(4, int(RECIPE["vae_scenes"] * scale))
+    vae_scenes = scaled_count(RECIPE["vae_scenes"], scale)
     if not (model / "vae").is_dir():
-        train_vae(data, model, scaled(RECIPE["vae"]), scenes=vae_scenes, log=log)
+        train_vae(data, model, RECIPE["vae"].scaled(scale), scenes=vae_scenes, log=log)
     if "v2" not in load_cached_embeddings(model):
         generator = torch.Generator().manual_seed(2024)
         save_embedding_cache(model, {"v2": torch.randn(1, 2, SMALL_UNET["cross_attention_dim"], generator=generator)})
-    _train_task_unets(data, model, {task: scaled(config) for task, config in RECIPE["unet"].items()}, workers, log)
+    _train_task_unets(data, model, {task: config.scaled(scale) for task, config in RECIPE["unet"].items()}, workers, log)
     native = workdir / "native_resolution"
     for task, config in RECIPE["native_resolution"].items():
         folder = get_task(task).unet_folders[0]
         if not (native / folder).is_dir():
-            train_unet(data, task, model / "vae", native, scaled(config), init_unet=model / folder, log=log)
+            train_unet(data, task, model / "vae", native, config.scaled(scale), init_unet=model / folder, log=log)
     unets = {task: (native if task in RECIPE["native_resolution"] else model) / get_task(task).unet_folders[0]
              for task in DEFAULT_TASKS}
     photographic, synthetic = render_stage_data(workdir, photographic, assets, scale, workers, log)
     unets.update(_run_in_workers(train_stage_chain, stage_chains(workdir, model, unets, photographic, synthetic, scale),
                                  workers, log))
-    recipe = {"data": {**data_recipe, **splits}, "vae": asdict(scaled(RECIPE["vae"])), "vae_scenes": vae_scenes,
-              "unet": {task: asdict(scaled(config)) for task, config in RECIPE["unet"].items()},
-              "native_resolution": {task: asdict(scaled(config))
+    recipe = {"data": {**data_recipe, **splits}, "vae": asdict(RECIPE["vae"].scaled(scale)), "vae_scenes": vae_scenes,
+              "unet": {task: asdict(config.scaled(scale)) for task, config in RECIPE["unet"].items()},
+              "native_resolution": {task: asdict(config.scaled(scale))
                                     for task, config in RECIPE["native_resolution"].items()},
               "photographic": {"data": {**PHOTOGRAPHIC_DATA, **photographic_data_counts(scale)},
                                "stages": [asdict(stage) for stage in scaled_stages(scale)]}}
