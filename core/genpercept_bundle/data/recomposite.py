@@ -26,13 +26,10 @@ def recomposite_subjects(subjects: Path, backgrounds: list[Path], out: Path, cop
     """``copies`` new photos per subject scene of ``subjects`` over subject-free scenes of ``backgrounds``."""
     out = Path(out)
     rng = np.random.default_rng(seed)
-    subject_ids, background_photos = [], []
-    for scene_id in sample_ids(subjects, split):
-        if _coverage(subjects, split, scene_id) > SUBJECT_COVERAGE:
-            subject_ids.append(scene_id)
-    for folder in backgrounds:
-        background_photos += [(folder, scene_id) for scene_id in sample_ids(folder, split)
-                              if _coverage(folder, split, scene_id) <= SUBJECT_COVERAGE]
+    coverage = {folder: _coverages(folder, split) for folder in {Path(subjects), *map(Path, backgrounds)}}
+    subject_ids = [scene_id for scene_id, covered in coverage[Path(subjects)].items() if covered > SUBJECT_COVERAGE]
+    background_photos = [(folder, scene_id) for folder in backgrounds
+                         for scene_id, covered in coverage[Path(folder)].items() if covered <= SUBJECT_COVERAGE]
     if not subject_ids or not background_photos:
         raise GenPerceptError(f"recompositing needs scenes with a subject ({len(subject_ids)} found in {subjects}) "
                               f"and subject-free backgrounds ({len(background_photos)} found)")
@@ -77,9 +74,10 @@ def _alpha(folder: Path, split: str, scene_id: str) -> np.ndarray | None:
     return read_fraction(path) if path.is_file() else None
 
 
-def _coverage(folder: Path, split: str, scene_id: str) -> float:
-    alpha = _alpha(folder, split, scene_id)
-    return 0.0 if alpha is None else float(alpha.mean())
+def _coverages(folder: Path, split: str) -> dict[str, float]:
+    """Every scene's mean alpha (0 without an alpha file), read once per folder."""
+    return {scene_id: 0.0 if (alpha := _alpha(folder, split, scene_id)) is None else float(alpha.mean())
+            for scene_id in sample_ids(folder, split)}
 
 
 def _fit(photo: np.ndarray, shape, rng) -> np.ndarray:
