@@ -10,12 +10,12 @@ shared/eval/real_dev) and two portraits (examples/cameraman.jpg, examples/astron
 import argparse
 from pathlib import Path
 
-import numpy as np
 from PIL import Image, ImageDraw
 
 from genpercept_bundle import GenPerceptPredictor, load_image
 from genpercept_bundle.conventions import colorize_depth, normals_to_rgb
 from genpercept_bundle.inference.predictor import as_rgb_batch
+from genpercept_bundle.map_files import to_uint8
 
 HERE = Path(__file__).parent
 PHOTOS = [HERE.parent.parent / "shared" / "eval" / "real_dev" / "depth" / "nuscenes_cam_front_rgb.jpg",
@@ -51,8 +51,8 @@ def _prediction_cells(model, photos) -> list[list[Image.Image]]:
         rgb = as_rgb_batch(load_image(photo))
         maps = {task: predictor.predict(rgb, task).maps[0] for task in TASKS}
         cells.append([Image.fromarray(colorize_depth(maps["depth"])),
-                      Image.fromarray((normals_to_rgb(maps["normal"]) * 255).round().astype(np.uint8)),
-                      Image.fromarray((np.clip(maps["matte"], 0, 1) * 255).round().astype(np.uint8)).convert("RGB")])
+                      Image.fromarray(to_uint8(normals_to_rgb(maps["normal"]))),
+                      Image.fromarray(to_uint8(maps["matte"])).convert("RGB")])
     return cells
 
 

@@ -18,6 +18,7 @@ from PIL import Image
 
 from genpercept_bundle import GenPerceptPredictor, load_image
 from genpercept_bundle.inference.predictor import as_rgb_batch
+from genpercept_bundle.map_files import to_uint8
 
 HERE = Path(__file__).parent
 EXAMPLES = HERE.parent / "examples"
@@ -49,7 +50,7 @@ def main():
 
 
 def _grey(matte: np.ndarray) -> Image.Image:
-    return Image.fromarray((np.clip(matte, 0, 1) * 255).round().astype(np.uint8)).convert("RGB")
+    return Image.fromarray(to_uint8(matte)).convert("RGB")
 
 
 def _write_sheet(rows, out: Path):
